@@ -32,6 +32,9 @@ type Field struct {
 	Title string `yaml:"title"`
 	Type  string `yaml:"type"`
 	Class string `yaml:"class"`
+	// Ident says the field holds an identifier: "credit_code", "resident_id"
+	// or "party" (either); queries naming it are validated.
+	Ident string `yaml:"ident"`
 }
 
 // Dataset is one dataset of the dictionary.
@@ -91,6 +94,7 @@ var (
 	fieldClasses   = []string{"public", "internal", "sensitive", "personal"}
 	fieldTypes     = []string{"string", "number", "integer", "bool", "date", "geometry"}
 	kinds          = []string{"approval", "licence", "spatial", "register"}
+	identKinds     = []string{"credit_code", "resident_id", "party"}
 )
 
 func (d *Dictionary) init() error {
@@ -138,6 +142,9 @@ func (d *Dictionary) init() error {
 			}
 			if !slices.Contains(fieldTypes, f.Type) {
 				return fmt.Errorf("%s: field %q: type %q is not one of %v", where, f.Name, f.Type, fieldTypes)
+			}
+			if f.Ident != "" && !slices.Contains(identKinds, f.Ident) {
+				return fmt.Errorf("%s: field %q: ident %q is not one of %v", where, f.Name, f.Ident, identKinds)
 			}
 			ds.byName[f.Name] = j
 		}

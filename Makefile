@@ -1,0 +1,56 @@
+# Tongban — see README.md. Every target works on a fresh machine once
+# .ci/run's packages are installed (make test needs redis-server and
+# PostgreSQL; make generate and make lint need protoc).
+
+GO      ?= go
+BIN     := bin/tongban
+PKGS    := ./...
+# Benchmarks run for a fixed count so that a run is bounded.
+BENCHTIME ?= 1s
+
+.PHONY: all build demo test test-short generate lint bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tongban
+
+## demo: gateway + three simulated departments + seeded grants, embedded defaults.
+demo: build
+	./$(BIN) demo
+
+## test: every test, including the ones that start real redis-server and
+## PostgreSQL processes and Kafka-protocol brokers on loopback.
+test:
+	$(GO) test -race -shuffle=on -timeout 25m $(PKGS)
+
+## test-short: the fast unit tests only.
+test-short:
+	$(GO) test -short -shuffle=on $(PKGS)
+
+## generate: regenerate Go, gRPC, grpc-gateway and OpenAPI code from
+## schemas/proto, offline.
+generate:
+	schemas/generate.sh
+
+## lint: formatting, vet, and generated code that is not stale.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@tmp=$$(mktemp -d) && schemas/generate.sh $$tmp/gen && \
+	  if ! diff -r $$tmp/gen schemas/gen >/dev/null; then \
+	    echo "schemas/gen is stale: run make generate"; diff -r $$tmp/gen schemas/gen | head -20; rm -rf $$tmp; exit 1; \
+	  fi; rm -rf $$tmp; echo "generated code is up to date"
+
+## bench: Go benchmarks of the hot paths (bounded: -benchtime $(BENCHTIME)).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./policy/ ./gateway/audit/... ./gateway/cache/ ./gateway/query/
+
+## fuzz: run each fuzz target for a while (they also run on their seed corpora
+## in make test).
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzValidateCreditCode -fuzztime 30s ./schemas/ident/
+	$(GO) test -run '^$$' -fuzz FuzzValidateResidentID -fuzztime 30s ./schemas/ident/
+
+clean:
+	rm -rf bin .demo

@@ -1,0 +1,58 @@
+package auth
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/tongban/tongban/schemas/apierr"
+)
+
+func TestAuthenticate(t *testing.T) {
+	a := New([]Entry{
+		{TokenSHA256: Digest("secret-1"), Identity: Identity{SystemID: "sys-1", Roles: []string{RoleAdmin}}},
+		{TokenSHA256: Digest("secret-2"), Identity: Identity{SystemID: "sys-2"}},
+	})
+	cases := []struct {
+		name   string
+		header []string
+		want   string
+		code   codes.Code
+	}{
+		{"valid", []string{"Bearer secret-1"}, "sys-1", codes.OK},
+		{"scheme case", []string{"bearer secret-2"}, "sys-2", codes.OK},
+		{"no header", nil, "", codes.Unauthenticated},
+		{"wrong scheme", []string{"Basic c2VjcmV0LTE="}, "", codes.Unauthenticated},
+		{"unknown token", []string{"Bearer nope"}, "", codes.Unauthenticated},
+		{"empty token", []string{"Bearer "}, "", codes.Unauthenticated},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.header != nil {
+				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", tc.header[0]))
+			}
+			id, err := a.Authenticate(ctx)
+			if got := apierr.CodeOf(err); got != tc.code {
+				t.Fatalf("code = %v, want %v (err %v)", got, tc.code, err)
+			}
+			if id.SystemID != tc.want {
+				t.Errorf("system = %q, want %q", id.SystemID, tc.want)
+			}
+		})
+	}
+}
+
+func TestRequire(t *testing.T) {
+	a := New([]Entry{{TokenSHA256: Digest("t"), Identity: Identity{SystemID: "s", Roles: []string{RoleAuditor}}}})
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer t"))
+	if _, err := a.Require(ctx, RoleAuditor); err != nil {
+		t.Fatalf("auditor refused: %v", err)
+	}
+	_, err := a.Require(ctx, RoleAdmin)
+	if apierr.CodeOf(err) != codes.PermissionDenied || apierr.ReasonOf(err) != apierr.ReasonForbiddenRole {
+		t.Fatalf("err = %v, want PermissionDenied/FORBIDDEN_ROLE", err)
+	}
+}

@@ -1,0 +1,99 @@
+package cache
+
+import (
+	"container/list"
+	"sync"
+)
+
+// lru is a least-recently-used map bounded by the total size of its values.
+type lru struct {
+	mu      sync.Mutex
+	max     int64
+	size    int64
+	ll      *list.List
+	items   map[string]*list.Element
+	onEvict func(key string)
+}
+
+type lruItem struct {
+	key string
+	val *entry
+}
+
+func newLRU(maxBytes int64, onEvict func(string)) *lru {
+	return &lru{max: maxBytes, ll: list.New(), items: map[string]*list.Element{}, onEvict: onEvict}
+}
+
+func (c *lru) get(key string) (*entry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	c.ll.MoveToFront(el)
+	return el.Value.(*lruItem).val, true
+}
+
+func (c *lru) put(key string, e *entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.size() > c.max {
+		return // larger than the whole cache: not cached
+	}
+	if el, ok := c.items[key]; ok {
+		old := el.Value.(*lruItem)
+		c.size += e.size() - old.val.size()
+		old.val = e
+		c.ll.MoveToFront(el)
+	} else {
+		c.items[key] = c.ll.PushFront(&lruItem{key: key, val: e})
+		c.size += e.size()
+	}
+	for c.size > c.max {
+		back := c.ll.Back()
+		it := back.Value.(*lruItem)
+		c.ll.Remove(back)
+		delete(c.items, it.key)
+		c.size -= it.val.size()
+		if c.onEvict != nil {
+			c.onEvict(it.key)
+		}
+	}
+}
+
+func (c *lru) remove(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return false
+	}
+	c.ll.Remove(el)
+	delete(c.items, key)
+	c.size -= el.Value.(*lruItem).val.size()
+	return true
+}
+
+// removeIf removes every entry whose key satisfies match and returns how
+// many were removed.
+func (c *lru) removeIf(match func(key string, e *entry) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for key, el := range c.items {
+		if match(key, el.Value.(*lruItem).val) {
+			c.ll.Remove(el)
+			delete(c.items, key)
+			c.size -= el.Value.(*lruItem).val.size()
+			n++
+		}
+	}
+	return n
+}
+
+func (c *lru) bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size
+}

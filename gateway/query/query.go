@@ -1,0 +1,417 @@
+// Package query is the request path of one dataset query: validate, decide
+// (policy, on every request), fetch (through the cache), shape (project,
+// mask, filter by jurisdiction), record (audit, fail closed) and respond with
+// provenance and a receipt.
+package query
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/schemas/apierr"
+	"github.com/tongban/tongban/schemas/datasets"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+	"github.com/tongban/tongban/schemas/ident"
+)
+
+// Decider decides what a principal may see. The policy engine implements it.
+type Decider interface {
+	Decide(ctx context.Context, req policy.Request) (policy.Decision, error)
+}
+
+// Fetcher returns unshaped department records, possibly from a cache.
+type Fetcher interface {
+	Fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRequest) (Result, error)
+}
+
+// Result is what a Fetcher returns.
+type Result struct {
+	Records       []*v1.SourceRecord
+	NextPageToken string
+	Delivery      v1.Delivery
+	// FetchedAt is when the records were fetched from the department.
+	FetchedAt time.Time
+}
+
+// Exchange is what the pipeline reports to the whole-process record.
+type Exchange struct {
+	Time               time.Time
+	RequestID          string
+	Kind               string
+	Consumer           string
+	ConsumerDepartment string
+	Dataset            string
+	Department         string
+	// Subjects are the identifiers of the data subjects involved (the
+	// recorder stores them only as keyed hashes).
+	Subjects       []string
+	Purpose        string
+	LegalBasis     []string
+	GrantIDs       []string
+	Decision       string
+	DenyReason     string
+	FieldsReturned []string
+	FieldsWithheld []string
+	Delivery       string
+	ResponseDigest string
+}
+
+// Decisions recorded in an Exchange.
+const (
+	DecisionPermit  = "permit"
+	DecisionPartial = "partial"
+	DecisionDeny    = "deny"
+)
+
+// Recorder appends an exchange to the audit log and returns its receipt. It
+// returns only once the record is durable; an error means the exchange must
+// be refused.
+type Recorder interface {
+	RecordExchange(ctx context.Context, ex Exchange) (*v1.Receipt, error)
+}
+
+// Pipeline runs dataset queries.
+type Pipeline struct {
+	Dict    *datasets.Dictionary
+	Policy  Decider
+	Fetch   Fetcher
+	Record  Recorder
+	Now     func() time.Time
+	MaxPage int32
+}
+
+// Request is a validated query with its caller.
+type Request struct {
+	Principal policy.Principal
+	RequestID string
+	Query     *v1.QueryRequest
+}
+
+// Run executes one query.
+func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error) {
+	q := r.Query
+	ds, err := p.validate(q)
+	if err != nil {
+		return nil, err
+	}
+	now := p.now()
+	ex := Exchange{
+		Time:               now,
+		RequestID:          r.RequestID,
+		Kind:               "query",
+		Consumer:           r.Principal.SystemID,
+		ConsumerDepartment: r.Principal.Department,
+		Dataset:            ds.Name,
+		Department:         ds.Department,
+		Purpose:            q.GetPurpose(),
+		Subjects:           requestSubjects(ds, q),
+	}
+	dec, err := p.Policy.Decide(ctx, policy.Request{
+		Principal: r.Principal,
+		Dataset:   ds.Name,
+		Fields:    q.GetFields(),
+		Purpose:   q.GetPurpose(),
+		Time:      now,
+	})
+	if err != nil {
+		ex.Decision = DecisionDeny
+		ex.DenyReason = apierr.ReasonOf(err)
+		ex.FieldsWithheld = q.GetFields()
+		// A denial is recorded too; if that fails the denial still stands.
+		_, _ = p.Record.RecordExchange(ctx, ex)
+		return nil, err
+	}
+
+	res, err := p.Fetch.Fetch(ctx, ds, p.fetchRequest(ds, q))
+	if err != nil {
+		return nil, err
+	}
+
+	resp := &v1.QueryResponse{
+		GrantIds:      dec.GrantIDs,
+		LegalBasis:    dec.LegalBasis,
+		NextPageToken: res.NextPageToken,
+		RequestId:     r.RequestID,
+	}
+	for _, w := range dec.Withheld {
+		resp.Withheld = append(resp.Withheld, &v1.Withheld{Field: w.Field, Reason: w.Reason})
+	}
+	outside := 0
+	subjects := map[string]bool{}
+	for _, src := range res.Records {
+		rec, ok := shape(ds, &dec, src, res, now)
+		if !ok {
+			outside++
+			continue
+		}
+		if ds.SubjectFld != "" {
+			if v := src.GetFields().GetFields()[ds.SubjectFld].GetStringValue(); v != "" {
+				subjects[v] = true
+			}
+		}
+		resp.Records = append(resp.Records, rec)
+	}
+	if len(resp.Records) == 0 && outside > 0 {
+		ex.Decision = DecisionDeny
+		ex.DenyReason = policy.ReasonOutsideJurisdiction
+		_, _ = p.Record.RecordExchange(ctx, ex)
+		return nil, apierr.Newf(codes.PermissionDenied, apierr.ReasonOutsideJurisdiction,
+			"the records of %s asked for lie outside the jurisdiction of %s's grants (%s)",
+			ds.Name, r.Principal, strings.Join(dec.Jurisdiction, ", ")).With("dataset", ds.Name)
+	}
+	if len(resp.Records) == 0 {
+		return nil, p.notFound(ctx, ex, ds, q)
+	}
+
+	ex.Decision = DecisionPermit
+	if len(dec.Withheld) > 0 || outside > 0 {
+		ex.Decision = DecisionPartial
+	}
+	ex.LegalBasis = dec.LegalBasis
+	ex.GrantIDs = dec.GrantIDs
+	ex.FieldsReturned = dec.Fields
+	for _, w := range dec.Withheld {
+		ex.FieldsWithheld = append(ex.FieldsWithheld, w.Field)
+	}
+	ex.Delivery = deliveryName(res.Delivery)
+	ex.Subjects = sortedKeys(subjects)
+	ex.ResponseDigest, err = digest(resp.Records)
+	if err != nil {
+		return nil, fmt.Errorf("digesting response: %w", err)
+	}
+	receipt, err := p.Record.RecordExchange(ctx, ex)
+	if err != nil {
+		// Fail closed: an exchange that cannot be recorded is refused.
+		return nil, apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable,
+			"the exchange could not be recorded in the audit log, so it was refused").WithCause(err)
+	}
+	resp.Receipt = receipt
+	return resp, nil
+}
+
+func (p *Pipeline) notFound(ctx context.Context, ex Exchange, ds *datasets.Dataset, q *v1.QueryRequest) error {
+	ex.Decision = DecisionPermit
+	ex.DenyReason = apierr.ReasonNotFound
+	_, _ = p.Record.RecordExchange(ctx, ex)
+	what := make([]string, 0, len(q.GetKeys()))
+	for _, k := range sortedKeys(q.GetKeys()) {
+		what = append(what, k+"="+q.GetKeys()[k])
+	}
+	return apierr.Newf(codes.NotFound, apierr.ReasonNotFound, "no record of %s matches %s", ds.Name, strings.Join(what, ", ")).
+		With("dataset", ds.Name).With("department", ds.Department)
+}
+
+func (p *Pipeline) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// validate checks the request against the dictionary; errors name the field.
+func (p *Pipeline) validate(q *v1.QueryRequest) (*datasets.Dataset, error) {
+	if q.GetDataset() == "" {
+		return nil, apierr.Invalid("dataset", "is required")
+	}
+	ds, ok := p.Dict.Dataset(q.GetDataset())
+	if !ok {
+		return nil, apierr.Newf(codes.NotFound, apierr.ReasonUnknownDataset,
+			"dataset %q does not exist (see GET /v1/catalogue)", q.GetDataset()).With("dataset", q.GetDataset())
+	}
+	if strings.TrimSpace(q.GetPurpose()) == "" {
+		return nil, apierr.Invalid("purpose", "is required: state the legal purpose of the request, e.g. \"approval\"")
+	}
+	for i, f := range q.GetFields() {
+		if !ds.HasField(f) {
+			e := apierr.Invalid(fmt.Sprintf("fields[%d]", i), "%q is not a field of %s", f, ds.Name)
+			e.Reason = apierr.ReasonUnknownField
+			return nil, e
+		}
+	}
+	selectors := 0
+	for _, k := range sortedKeys(q.GetKeys()) {
+		v := q.GetKeys()[k]
+		if !ds.IsLookup(k) {
+			return nil, apierr.Invalid("keys."+k, "%s cannot be looked up by %q; use one of %s",
+				ds.Name, k, strings.Join(append(slices.Clone(ds.Keys), ds.Lookups...), ", "))
+		}
+		if v == "" {
+			return nil, apierr.Invalid("keys."+k, "must not be empty")
+		}
+		if err := validateIdent(ds, k, v); err != nil {
+			return nil, apierr.InvalidIdentifier("keys."+k, err)
+		}
+		selectors++
+	}
+	for _, k := range sortedKeys(q.GetFilter()) {
+		if !ds.HasField(k) {
+			return nil, apierr.Invalid("filter."+k, "%q is not a field of %s", k, ds.Name)
+		}
+		if err := validateIdent(ds, k, q.GetFilter()[k]); err != nil {
+			return nil, apierr.InvalidIdentifier("filter."+k, err)
+		}
+		selectors++
+	}
+	if b := q.GetBbox(); b != nil {
+		if ds.Kind != "spatial" {
+			return nil, apierr.Invalid("bbox", "%s is not a spatial dataset", ds.Name)
+		}
+		if err := validateBBox(b); err != nil {
+			return nil, apierr.Invalid("bbox", "%v", err)
+		}
+		selectors++
+	}
+	if selectors == 0 {
+		return nil, apierr.Invalid("keys", "name the records: give keys (%s), a filter or a bbox",
+			strings.Join(append(slices.Clone(ds.Keys), ds.Lookups...), ", "))
+	}
+	if q.GetPageSize() < 0 {
+		return nil, apierr.Invalid("page_size", "must not be negative")
+	}
+	return ds, nil
+}
+
+func validateIdent(ds *datasets.Dataset, field, v string) error {
+	f, _ := ds.Field(field)
+	switch f.Ident {
+	case "credit_code":
+		return ident.ValidateCreditCode(v)
+	case "resident_id":
+		return ident.ValidateResidentID(v)
+	case "party":
+		cerr := ident.ValidateCreditCode(v)
+		if cerr == nil {
+			return nil
+		}
+		rerr := ident.ValidateResidentID(v)
+		if rerr == nil {
+			return nil
+		}
+		return fmt.Errorf("neither a valid unified social credit code (%v) nor a valid resident ID (%v)", cerr, rerr)
+	}
+	return nil
+}
+
+func validateBBox(b *v1.BBox) error {
+	switch {
+	case b.MinLon < -180 || b.MaxLon > 180 || b.MinLat < -90 || b.MaxLat > 90:
+		return fmt.Errorf("coordinates must be WGS 84 longitude/latitude")
+	case b.MinLon >= b.MaxLon || b.MinLat >= b.MaxLat:
+		return fmt.Errorf("min must be less than max")
+	}
+	return nil
+}
+
+func (p *Pipeline) fetchRequest(ds *datasets.Dataset, q *v1.QueryRequest) *v1.FetchRequest {
+	size := q.GetPageSize()
+	if p.MaxPage > 0 && (size == 0 || size > p.MaxPage) {
+		size = p.MaxPage
+	}
+	return &v1.FetchRequest{
+		Dataset:   ds.Name,
+		Keys:      q.GetKeys(),
+		Filter:    q.GetFilter(),
+		Bbox:      q.GetBbox(),
+		PageSize:  size,
+		PageToken: q.GetPageToken(),
+	}
+}
+
+// shape projects and masks one source record under the decision. It returns
+// false when the record lies outside the decision's jurisdiction.
+func shape(ds *datasets.Dataset, dec *policy.Decision, src *v1.SourceRecord, res Result, now time.Time) (*v1.Record, bool) {
+	in := src.GetFields().GetFields()
+	region := ""
+	if ds.RegionField != "" {
+		region = in[ds.RegionField].GetStringValue()
+	}
+	fields := dec.FieldsFor(region)
+	if fields == nil {
+		return nil, false
+	}
+	out := &structpb.Struct{Fields: make(map[string]*structpb.Value, len(fields))}
+	var masked []string
+	for _, f := range fields {
+		v, ok := in[f]
+		if !ok {
+			continue
+		}
+		if m := dec.MaskFor(region, f); m != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+			if s, isStr := v.GetKind().(*structpb.Value_StringValue); isStr {
+				v = structpb.NewStringValue(policy.ApplyMask(m, s.StringValue))
+			} else {
+				v = structpb.NewStringValue(policy.ApplyMask(m, ""))
+			}
+			masked = append(masked, f)
+		}
+		out.Fields[f] = v
+	}
+	prov := &v1.Provenance{
+		Department: ds.Department,
+		Dataset:    ds.Name,
+		RecordId:   src.GetId(),
+		FetchedAt:  timestamppb.New(res.FetchedAt),
+		Delivery:   res.Delivery,
+	}
+	if res.Delivery != v1.Delivery_DELIVERY_LIVE && !res.FetchedAt.IsZero() {
+		prov.Age = durationpb.New(now.Sub(res.FetchedAt))
+	}
+	return &v1.Record{Fields: out, Provenance: prov, MaskedFields: masked}, true
+}
+
+func requestSubjects(ds *datasets.Dataset, q *v1.QueryRequest) []string {
+	var out []string
+	for k, v := range q.GetKeys() {
+		if f, ok := ds.Field(k); ok && f.Ident != "" {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func digest(records []*v1.Record) (string, error) {
+	h := sha256.New()
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, r := range records {
+		b, err := opts.Marshal(r)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func deliveryName(d v1.Delivery) string {
+	switch d {
+	case v1.Delivery_DELIVERY_LIVE:
+		return "live"
+	case v1.Delivery_DELIVERY_CACHE:
+		return "cache"
+	case v1.Delivery_DELIVERY_STALE:
+		return "stale"
+	}
+	return ""
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,187 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/schemas/apierr"
+	"github.com/tongban/tongban/schemas/datasets"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+)
+
+const (
+	goodCode = "91350100M000100Y43" // published GB 32100 example
+)
+
+type snapshotDecider struct{ s *policy.Snapshot }
+
+func (d snapshotDecider) Decide(_ context.Context, r policy.Request) (policy.Decision, error) {
+	return d.s.Decide(r)
+}
+
+type fakeFetcher struct {
+	records []*v1.SourceRecord
+	err     error
+	calls   int
+}
+
+func (f *fakeFetcher) Fetch(_ context.Context, _ *datasets.Dataset, _ *v1.FetchRequest) (Result, error) {
+	f.calls++
+	if f.err != nil {
+		return Result{}, f.err
+	}
+	return Result{Records: f.records, Delivery: v1.Delivery_DELIVERY_LIVE, FetchedAt: time.Now()}, nil
+}
+
+type fakeRecorder struct {
+	mu  sync.Mutex
+	got []Exchange
+	err error
+}
+
+func (r *fakeRecorder) RecordExchange(_ context.Context, ex Exchange) (*v1.Receipt, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return nil, r.err
+	}
+	r.got = append(r.got, ex)
+	return &v1.Receipt{Node: "test", LeafIndex: uint64(len(r.got) - 1)}, nil
+}
+
+func licence(region string) *v1.SourceRecord {
+	f, _ := structpb.NewStruct(map[string]any{
+		"credit_code":             goodCode,
+		"name":                    "石家庄恒信餐饮管理有限公司",
+		"legal_representative":    "张伟",
+		"legal_representative_id": "11010519491231002X",
+		"region_code":             region,
+		"registered_capital":      100.0,
+		"status":                  "存续",
+	})
+	return &v1.SourceRecord{Id: goodCode, Fields: f}
+}
+
+func newPipeline(t *testing.T, f *fakeFetcher, r *fakeRecorder) *Pipeline {
+	t.Helper()
+	dict := datasets.Default()
+	now := time.Now()
+	return &Pipeline{
+		Dict:   dict,
+		Policy: snapshotDecider{policy.Prepare(dict, policy.DemoGrants(now), 1)},
+		Fetch:  f,
+		Record: r,
+	}
+}
+
+var approvalBureau = policy.Principal{SystemID: "approval-bureau", Department: "approval", Region: "130100"}
+
+func TestQueryShapesAndRecords(t *testing.T) {
+	f := &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}}
+	rec := &fakeRecorder{}
+	p := newPipeline(t, f, rec)
+	resp, err := p.Run(context.Background(), Request{Principal: approvalBureau, RequestID: "r1", Query: &v1.QueryRequest{
+		Dataset: "market.business_licences",
+		Keys:    map[string]string{"credit_code": goodCode},
+		Purpose: "approval",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Records) != 1 {
+		t.Fatalf("records = %d, want 1", len(resp.Records))
+	}
+	got := resp.Records[0].GetFields().GetFields()
+	if id := got["legal_representative_id"].GetStringValue(); id != "110105********002X" {
+		t.Errorf("legal_representative_id = %q, want masked", id)
+	}
+	if got["name"].GetStringValue() == "" {
+		t.Error("name missing")
+	}
+	if resp.Records[0].GetProvenance().GetDepartment() != "market" || resp.Records[0].GetProvenance().GetRecordId() != goodCode {
+		t.Errorf("provenance = %v", resp.Records[0].GetProvenance())
+	}
+	if resp.Receipt == nil {
+		t.Error("no receipt")
+	}
+	if len(rec.got) != 1 || rec.got[0].Decision != DecisionPermit || rec.got[0].ResponseDigest == "" {
+		t.Fatalf("recorded = %+v", rec.got)
+	}
+	if len(rec.got[0].Subjects) != 1 || rec.got[0].Subjects[0] != goodCode {
+		t.Errorf("subjects = %v", rec.got[0].Subjects)
+	}
+}
+
+func TestQueryErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		who    policy.Principal
+		q      *v1.QueryRequest
+		fetch  *fakeFetcher
+		code   codes.Code
+		reason string
+	}{
+		{"bad credit code", approvalBureau, &v1.QueryRequest{Dataset: "market.business_licences", Keys: map[string]string{"credit_code": "91350100M000100Y44"}, Purpose: "approval"}, nil, codes.InvalidArgument, apierr.ReasonInvalidIdentifier},
+		{"unknown dataset", approvalBureau, &v1.QueryRequest{Dataset: "market.nope", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval"}, nil, codes.NotFound, apierr.ReasonUnknownDataset},
+		{"unknown field", approvalBureau, &v1.QueryRequest{Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval", Fields: []string{"name", "shoe_size"}}, nil, codes.InvalidArgument, apierr.ReasonUnknownField},
+		{"not a key", approvalBureau, &v1.QueryRequest{Dataset: "market.business_licences", Keys: map[string]string{"name": "x"}, Purpose: "approval"}, nil, codes.InvalidArgument, apierr.ReasonInvalidArgument},
+		{"no purpose", approvalBureau, &v1.QueryRequest{Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}}, nil, codes.InvalidArgument, apierr.ReasonInvalidArgument},
+		{"no selector", approvalBureau, &v1.QueryRequest{Dataset: "market.business_licences", Purpose: "approval"}, nil, codes.InvalidArgument, apierr.ReasonInvalidArgument},
+		{"no grant", policy.Principal{SystemID: "stranger", Department: "x"}, &v1.QueryRequest{Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval"}, nil, codes.PermissionDenied, ""},
+		{"outside jurisdiction", approvalBureau, &v1.QueryRequest{Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval"}, &fakeFetcher{records: []*v1.SourceRecord{licence("130602")}}, codes.PermissionDenied, apierr.ReasonOutsideJurisdiction},
+		{"not found", approvalBureau, &v1.QueryRequest{Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval"}, &fakeFetcher{err: apierr.New(codes.NotFound, apierr.ReasonNotFound, "no such licence")}, codes.NotFound, apierr.ReasonNotFound},
+		{"department down", approvalBureau, &v1.QueryRequest{Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval"}, &fakeFetcher{err: apierr.Unavailable("market", errors.New("refused"))}, codes.Unavailable, apierr.ReasonDepartmentDown},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.fetch
+			if f == nil {
+				f = &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}}
+			}
+			p := newPipeline(t, f, &fakeRecorder{})
+			_, err := p.Run(context.Background(), Request{Principal: tc.who, Query: tc.q})
+			if apierr.CodeOf(err) != tc.code {
+				t.Fatalf("err = %v, want code %v", err, tc.code)
+			}
+			if tc.reason != "" && apierr.ReasonOf(err) != tc.reason {
+				t.Fatalf("reason = %q, want %q (err %v)", apierr.ReasonOf(err), tc.reason, err)
+			}
+		})
+	}
+}
+
+func TestQueryFailsClosedWhenAuditFails(t *testing.T) {
+	f := &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}}
+	p := newPipeline(t, f, &fakeRecorder{err: errors.New("disk full")})
+	resp, err := p.Run(context.Background(), Request{Principal: approvalBureau, Query: &v1.QueryRequest{
+		Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval",
+	}})
+	if resp != nil || apierr.ReasonOf(err) != apierr.ReasonAuditUnavailable {
+		t.Fatalf("resp = %v, err = %v; want refusal with AUDIT_UNAVAILABLE", resp, err)
+	}
+}
+
+func TestDenialIsRecorded(t *testing.T) {
+	rec := &fakeRecorder{}
+	f := &fakeFetcher{}
+	p := newPipeline(t, f, rec)
+	_, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "stranger"}, Query: &v1.QueryRequest{
+		Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval",
+	}})
+	if err == nil {
+		t.Fatal("stranger was served")
+	}
+	if f.calls != 0 {
+		t.Error("department was asked although the request was denied")
+	}
+	if len(rec.got) != 1 || rec.got[0].Decision != DecisionDeny {
+		t.Fatalf("recorded = %+v, want one deny", rec.got)
+	}
+}

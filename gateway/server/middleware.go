@@ -1,0 +1,270 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/tongban/tongban/gateway/reqctx"
+	"github.com/tongban/tongban/schemas/apierr"
+)
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tongban_requests_total",
+			Help: "API requests by method, transport and gRPC status code.",
+		}, []string{"method", "transport", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tongban_request_duration_seconds",
+			Help:    "API request latency by method and transport.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method", "transport"}),
+	}
+	reg.MustRegister(m.requests, m.latency)
+	return m
+}
+
+// requestIDHeader is the header and metadata key of the request id.
+const requestIDHeader = "x-request-id"
+
+// headerMatcher forwards the request id header in addition to grpc-gateway's
+// defaults (which already forward Authorization).
+func headerMatcher(key string) (string, bool) {
+	if strings.EqualFold(key, requestIDHeader) {
+		return requestIDHeader, true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+// requestContext attaches a request id, taken from the caller when valid.
+func requestContext(ctx context.Context, supplied string) context.Context {
+	if !reqctx.Valid(supplied) {
+		supplied = reqctx.NewID()
+	}
+	return reqctx.With(ctx, supplied)
+}
+
+// sanitize turns any error into one safe to send: classified errors pass
+// through; anything else becomes Internal and its cause is logged.
+func (s *Server) sanitize(ctx context.Context, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *apierr.Error
+	if errors.As(err, &ae) {
+		if ae.Code == codes.Internal || ae.Code == codes.Unknown {
+			s.log.ErrorContext(ctx, "request failed", "method", method, "err", err)
+		}
+		return ae
+	}
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		// Errors produced by grpc-go or grpc-gateway themselves (bad JSON,
+		// cancelled streams) are already safe.
+		return err
+	}
+	s.log.ErrorContext(ctx, "request failed", "method", method, "err", err)
+	return apierr.New(codes.Internal, apierr.ReasonInternal, "internal error (see the gateway log for request "+reqctx.ID(ctx)+")")
+}
+
+func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	var supplied string
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(requestIDHeader); len(v) > 0 {
+			supplied = v[0]
+		}
+	}
+	ctx = requestContext(ctx, supplied)
+	_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, reqctx.ID(ctx)))
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := handler(ctx, req)
+	err = s.sanitize(ctx, info.FullMethod, err)
+	s.observe(ctx, info.FullMethod, "grpc", err, start)
+	return resp, err
+}
+
+func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	ctx := requestContext(ss.Context(), "")
+	err := handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+	err = s.sanitize(ctx, info.FullMethod, err)
+	s.observe(ctx, info.FullMethod, "grpc", err, start)
+	return err
+}
+
+type wrappedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (w *wrappedStream) Context() context.Context { return w.ctx }
+
+func (s *Server) observe(ctx context.Context, method, transport string, err error, start time.Time) {
+	code := status.Code(err)
+	if ae := apierr.From(err); ae != nil {
+		code = ae.Code
+	}
+	d := time.Since(start)
+	s.metrics.requests.WithLabelValues(method, transport, code.String()).Inc()
+	s.metrics.latency.WithLabelValues(method, transport).Observe(d.Seconds())
+	level := slog.LevelDebug
+	if code != codes.OK {
+		level = slog.LevelInfo
+	}
+	s.log.Log(ctx, level, "request", "method", method, "transport", transport, "code", code.String(), "duration", d)
+}
+
+// restMiddleware adds the request id, the body limit, the request deadline and
+// metrics to every REST request.
+func (s *Server) restMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ctx := requestContext(r.Context(), r.Header.Get(requestIDHeader))
+		id := reqctx.ID(ctx)
+		r.Header.Set(requestIDHeader, id)
+		w.Header().Set("X-Request-Id", id)
+		ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		defer cancel()
+		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rw, r.WithContext(ctx))
+		route := r.Method + " " + routeLabel(r)
+		s.metrics.latency.WithLabelValues(route, "rest").Observe(time.Since(start).Seconds())
+		s.metrics.requests.WithLabelValues(route, "rest", strconv.Itoa(rw.code)).Inc()
+	})
+}
+
+// routeLabel keeps metric cardinality bounded: known API prefixes only.
+func routeLabel(r *http.Request) string {
+	p := r.URL.Path
+	for _, prefix := range []string{"/v1/datasets", "/v1/catalogue", "/v1/forms", "/v1/bundles", "/v1/grants", "/v1/audit", "/v1/subjects", "/v1/connectors", "/v1/corrections", "/v1/transparency", "/healthz", "/readyz", "/metrics", "/openapi.json"} {
+		if strings.HasPrefix(p, prefix) {
+			return prefix
+		}
+	}
+	return "other"
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// errorBody is the JSON error document of the REST API.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	// Code is the HTTP status.
+	Code int `json:"code"`
+	// Status is the gRPC status code name.
+	Status string `json:"status"`
+	// Reason is the stable machine-readable reason.
+	Reason   string            `json:"reason"`
+	Message  string            `json:"message"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// RequestID correlates with the gateway log and the audit record.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+func (s *Server) restError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		err = apierr.Newf(codes.InvalidArgument, apierr.ReasonInvalidArgument, "request body is larger than %d bytes", mbe.Limit)
+	}
+	rctx := reqctx.With(ctx, r.Header.Get(requestIDHeader))
+	err = s.sanitize(rctx, r.URL.Path, err)
+	ae := apierr.From(err)
+	if _, isAPI := err.(*apierr.Error); !isAPI {
+		// A grpc-gateway error (for example a malformed JSON body): keep its
+		// message, which names the problem, and classify it by code.
+		if st, ok := status.FromError(err); ok {
+			ae = apierr.New(st.Code(), apierr.ReasonOf(err), st.Message())
+			if ae.Reason == "" {
+				ae.Reason = apierr.From(status.Error(st.Code(), "")).Reason
+			}
+		}
+	}
+	writeError(w, ae, reqctx.ID(rctx))
+}
+
+func (s *Server) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	var ae *apierr.Error
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		ae = apierr.Newf(codes.Unimplemented, "METHOD_NOT_ALLOWED", "method %s is not allowed on %s", r.Method, r.URL.Path)
+	case http.StatusNotFound:
+		ae = apierr.Newf(codes.NotFound, "ROUTE_NOT_FOUND", "no route %s %s (see /openapi.json)", r.Method, r.URL.Path)
+	default:
+		ae = apierr.New(codes.InvalidArgument, apierr.ReasonInvalidArgument, http.StatusText(httpStatus))
+	}
+	body := errorBody{Error: errorDetail{Code: httpStatus, Status: ae.Code.String(), Reason: ae.Reason, Message: ae.Msg, RequestID: r.Header.Get(requestIDHeader)}}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func writeError(w http.ResponseWriter, ae *apierr.Error, requestID string) {
+	code := runtime.HTTPStatusFromCode(ae.Code)
+	body := errorBody{Error: errorDetail{
+		Code:      code,
+		Status:    codeName(ae.Code),
+		Reason:    ae.Reason,
+		Message:   ae.Msg,
+		Metadata:  ae.Meta,
+		RequestID: requestID,
+	}}
+	w.Header().Set("Content-Type", "application/json")
+	if ae.Code == codes.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tongban"`)
+	}
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// codeName returns the canonical upper-snake name of a gRPC code.
+func codeName(c codes.Code) string {
+	name := c.String()
+	var b strings.Builder
+	for i, r := range name {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}

@@ -1,0 +1,249 @@
+// Package server runs the gateway's listeners: gRPC (with server reflection
+// and the gRPC health service) and REST/JSON through grpc-gateway, which calls
+// the same service implementations in process. The REST listener also serves
+// /healthz, /readyz, /metrics and /openapi.json.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/tongban/tongban/schemas/gen"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+)
+
+// Services are the API implementations the server exposes. A nil service is
+// not registered.
+type Services struct {
+	Gateway v1.GatewayServer
+	Grants  v1.GrantsServer
+	Audit   v1.AuditServer
+	Forms   v1.FormsServer
+}
+
+// Check is one readiness check. A failing critical check makes /readyz
+// answer 503; a failing non-critical one is reported as degraded.
+type Check struct {
+	Name     string
+	Critical bool
+	Fn       func(ctx context.Context) error
+}
+
+// Options configure the server.
+type Options struct {
+	GRPCAddr        string
+	RESTAddr        string
+	RequestTimeout  time.Duration
+	MaxBodyBytes    int64
+	ShutdownTimeout time.Duration
+	// Registry receives the server's metrics and is served at /metrics.
+	Registry *prometheus.Registry
+	Checks   []Check
+	Logger   *slog.Logger
+}
+
+// Server is a running gateway front end.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	http    *http.Server
+	grpcLis net.Listener
+	restLis net.Listener
+	metrics *metrics
+}
+
+// New builds the server and registers the services on both front ends.
+func New(opts Options, svcs Services) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry)}
+
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.MaxRecvMsgSize(int(opts.MaxBodyBytes)),
+	)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+		runtime.WithErrorHandler(s.restError),
+		runtime.WithRoutingErrorHandler(s.routingError),
+		runtime.WithIncomingHeaderMatcher(headerMatcher),
+	)
+	ctx := context.Background()
+	if svcs.Gateway != nil {
+		v1.RegisterGatewayServer(s.grpc, svcs.Gateway)
+		if err := v1.RegisterGatewayHandlerServer(ctx, mux, svcs.Gateway); err != nil {
+			return nil, fmt.Errorf("registering gateway REST handlers: %w", err)
+		}
+	}
+	if svcs.Grants != nil {
+		v1.RegisterGrantsServer(s.grpc, svcs.Grants)
+		if err := v1.RegisterGrantsHandlerServer(ctx, mux, svcs.Grants); err != nil {
+			return nil, fmt.Errorf("registering grants REST handlers: %w", err)
+		}
+	}
+	if svcs.Audit != nil {
+		v1.RegisterAuditServer(s.grpc, svcs.Audit)
+		if err := v1.RegisterAuditHandlerServer(ctx, mux, svcs.Audit); err != nil {
+			return nil, fmt.Errorf("registering audit REST handlers: %w", err)
+		}
+	}
+	if svcs.Forms != nil {
+		v1.RegisterFormsServer(s.grpc, svcs.Forms)
+		if err := v1.RegisterFormsHandlerServer(ctx, mux, svcs.Forms); err != nil {
+			return nil, fmt.Errorf("registering forms REST handlers: %w", err)
+		}
+	}
+
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	root.HandleFunc("GET /readyz", s.readyz)
+	root.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))
+	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(gen.OpenAPI)
+	})
+	root.Handle("/", mux)
+
+	s.http = &http.Server{
+		Handler:           s.restMiddleware(root),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       opts.RequestTimeout + 5*time.Second,
+		WriteTimeout:      opts.RequestTimeout + 5*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Listen binds both listeners. After it returns, GRPCAddr and RESTAddr tell
+// the bound addresses (useful with port 0).
+func (s *Server) Listen() error {
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", s.opts.GRPCAddr); err != nil {
+		return fmt.Errorf("listening for gRPC on %s: %w", s.opts.GRPCAddr, err)
+	}
+	if s.restLis, err = net.Listen("tcp", s.opts.RESTAddr); err != nil {
+		s.grpcLis.Close()
+		return fmt.Errorf("listening for REST on %s: %w", s.opts.RESTAddr, err)
+	}
+	return nil
+}
+
+// GRPCAddr is the bound gRPC address.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// RESTAddr is the bound REST address.
+func (s *Server) RESTAddr() string { return s.restLis.Addr().String() }
+
+// Serve serves until ctx ends, then shuts down gracefully: it stops accepting,
+// lets requests in flight finish within the shutdown timeout, and returns.
+// Listen must have been called.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.grpcLis == nil {
+		return errors.New("server: Serve called before Listen")
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() {
+		if err := s.http.Serve(s.restLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	s.log.Info("serving", "grpc", s.GRPCAddr(), "rest", s.RESTAddr())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.health.Shutdown()
+	shutCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := s.http.Shutdown(shutCtx); err != nil {
+			s.log.Warn("REST shutdown", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-shutCtx.Done():
+			s.grpc.Stop()
+		}
+	}()
+	wg.Wait()
+	s.log.Info("stopped")
+	if serveErr != nil {
+		return fmt.Errorf("serving: %w", serveErr)
+	}
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	type result struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	res := result{Status: "ok", Checks: map[string]string{}}
+	code := http.StatusOK
+	for _, c := range s.opts.Checks {
+		if err := c.Fn(ctx); err != nil {
+			res.Checks[c.Name] = "error: " + err.Error()
+			if c.Critical {
+				res.Status = "unavailable"
+				code = http.StatusServiceUnavailable
+			} else if res.Status == "ok" {
+				res.Status = "degraded"
+			}
+			continue
+		}
+		res.Checks[c.Name] = "ok"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(res)
+}
