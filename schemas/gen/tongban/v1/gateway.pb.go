@@ -1045,6 +1045,147 @@ func (x *ListConnectorsResponse) GetConnectors() []*ConnectorStatus {
 	return nil
 }
 
+type WatchChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Datasets to watch; empty means every dataset the caller is granted.
+	Datasets []string `protobuf:"bytes,1,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	// Purpose under which the caller watches, e.g. "inspection".
+	Purpose       string `protobuf:"bytes,2,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchChangesRequest) Reset() {
+	*x = WatchChangesRequest{}
+	mi := &file_tongban_v1_gateway_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchChangesRequest) ProtoMessage() {}
+
+func (x *WatchChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tongban_v1_gateway_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchChangesRequest.ProtoReflect.Descriptor instead.
+func (*WatchChangesRequest) Descriptor() ([]byte, []int) {
+	return file_tongban_v1_gateway_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchChangesRequest) GetDatasets() []string {
+	if x != nil {
+		return x.Datasets
+	}
+	return nil
+}
+
+func (x *WatchChangesRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+// ChangeNotice says that a department record changed. Key values are shaped
+// by the caller's grant like any record field (withheld or masked).
+type ChangeNotice struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Dataset    string                 `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	Department string                 `protobuf:"bytes,2,opt,name=department,proto3" json:"department,omitempty"`
+	RecordId   string                 `protobuf:"bytes,3,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	Keys       map[string]string      `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// "upsert" or "delete".
+	Op            string                 `protobuf:"bytes,5,opt,name=op,proto3" json:"op,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeNotice) Reset() {
+	*x = ChangeNotice{}
+	mi := &file_tongban_v1_gateway_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeNotice) ProtoMessage() {}
+
+func (x *ChangeNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_tongban_v1_gateway_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeNotice.ProtoReflect.Descriptor instead.
+func (*ChangeNotice) Descriptor() ([]byte, []int) {
+	return file_tongban_v1_gateway_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ChangeNotice) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *ChangeNotice) GetDepartment() string {
+	if x != nil {
+		return x.Department
+	}
+	return ""
+}
+
+func (x *ChangeNotice) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *ChangeNotice) GetKeys() map[string]string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ChangeNotice) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *ChangeNotice) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 var File_tongban_v1_gateway_proto protoreflect.FileDescriptor
 
 const file_tongban_v1_gateway_proto_rawDesc = "" +
@@ -1144,7 +1285,22 @@ const file_tongban_v1_gateway_proto_rawDesc = "" +
 	"\x16ListConnectorsResponse\x12;\n" +
 	"\n" +
 	"connectors\x18\x01 \x03(\v2\x1b.tongban.v1.ConnectorStatusR\n" +
-	"connectors*\x8b\x01\n" +
+	"connectors\"K\n" +
+	"\x13WatchChangesRequest\x12\x1a\n" +
+	"\bdatasets\x18\x01 \x03(\tR\bdatasets\x12\x18\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\"\x92\x02\n" +
+	"\fChangeNotice\x12\x18\n" +
+	"\adataset\x18\x01 \x01(\tR\adataset\x12\x1e\n" +
+	"\n" +
+	"department\x18\x02 \x01(\tR\n" +
+	"department\x12\x1b\n" +
+	"\trecord_id\x18\x03 \x01(\tR\brecordId\x126\n" +
+	"\x04keys\x18\x04 \x03(\v2\".tongban.v1.ChangeNotice.KeysEntryR\x04keys\x12\x0e\n" +
+	"\x02op\x18\x05 \x01(\tR\x02op\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x1a7\n" +
+	"\tKeysEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x8b\x01\n" +
 	"\fSharingClass\x12\x1d\n" +
 	"\x19SHARING_CLASS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bSHARING_CLASS_UNCONDITIONAL\x10\x01\x12\x1d\n" +
@@ -1153,10 +1309,11 @@ const file_tongban_v1_gateway_proto_rawDesc = "" +
 	"\vSensitivity\x12\x1b\n" +
 	"\x17SENSITIVITY_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SENSITIVITY_NORMAL\x10\x01\x12\x15\n" +
-	"\x11SENSITIVITY_MAJOR\x10\x022\xcc\x02\n" +
+	"\x11SENSITIVITY_MAJOR\x10\x022\xb4\x03\n" +
 	"\aGateway\x12l\n" +
 	"\fQueryDataset\x12\x18.tongban.v1.QueryRequest\x1a\x19.tongban.v1.QueryResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/datasets/{dataset}:query\x12b\n" +
-	"\fGetCatalogue\x12\x1f.tongban.v1.GetCatalogueRequest\x1a\x15.tongban.v1.Catalogue\"\x1a\x92A\x02b\x00\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/catalogue\x12o\n" +
+	"\fGetCatalogue\x12\x1f.tongban.v1.GetCatalogueRequest\x1a\x15.tongban.v1.Catalogue\"\x1a\x92A\x02b\x00\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/catalogue\x12f\n" +
+	"\fWatchChanges\x12\x1f.tongban.v1.WatchChangesRequest\x1a\x18.tongban.v1.ChangeNotice\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/changes:watch0\x01\x12o\n" +
 	"\x0eListConnectors\x12!.tongban.v1.ListConnectorsRequest\x1a\".tongban.v1.ListConnectorsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/connectorsB\xbb\x02\x92A\xfa\x01\x12\xb6\x01\n" +
 	"\x1dTongban data-exchange gateway\x12\x90\x01Pulls government department records on demand, decides per request who may see which fields for which legal purpose, and records every exchange.2\x02v1Z1\n" +
 	"/\n" +
@@ -1178,7 +1335,7 @@ func file_tongban_v1_gateway_proto_rawDescGZIP() []byte {
 }
 
 var file_tongban_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tongban_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_tongban_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_tongban_v1_gateway_proto_goTypes = []any{
 	(SharingClass)(0),              // 0: tongban.v1.SharingClass
 	(Sensitivity)(0),               // 1: tongban.v1.Sensitivity
@@ -1194,47 +1351,54 @@ var file_tongban_v1_gateway_proto_goTypes = []any{
 	(*ListConnectorsRequest)(nil),  // 11: tongban.v1.ListConnectorsRequest
 	(*ConnectorStatus)(nil),        // 12: tongban.v1.ConnectorStatus
 	(*ListConnectorsResponse)(nil), // 13: tongban.v1.ListConnectorsResponse
-	nil,                            // 14: tongban.v1.QueryRequest.KeysEntry
-	nil,                            // 15: tongban.v1.QueryRequest.FilterEntry
-	(*BBox)(nil),                   // 16: tongban.v1.BBox
-	(*Record)(nil),                 // 17: tongban.v1.Record
-	(DatasetKind)(0),               // 18: tongban.v1.DatasetKind
-	(*FieldDescriptor)(nil),        // 19: tongban.v1.FieldDescriptor
-	(*durationpb.Duration)(nil),    // 20: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
+	(*WatchChangesRequest)(nil),    // 14: tongban.v1.WatchChangesRequest
+	(*ChangeNotice)(nil),           // 15: tongban.v1.ChangeNotice
+	nil,                            // 16: tongban.v1.QueryRequest.KeysEntry
+	nil,                            // 17: tongban.v1.QueryRequest.FilterEntry
+	nil,                            // 18: tongban.v1.ChangeNotice.KeysEntry
+	(*BBox)(nil),                   // 19: tongban.v1.BBox
+	(*Record)(nil),                 // 20: tongban.v1.Record
+	(DatasetKind)(0),               // 21: tongban.v1.DatasetKind
+	(*FieldDescriptor)(nil),        // 22: tongban.v1.FieldDescriptor
+	(*durationpb.Duration)(nil),    // 23: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
 }
 var file_tongban_v1_gateway_proto_depIdxs = []int32{
-	14, // 0: tongban.v1.QueryRequest.keys:type_name -> tongban.v1.QueryRequest.KeysEntry
-	15, // 1: tongban.v1.QueryRequest.filter:type_name -> tongban.v1.QueryRequest.FilterEntry
-	16, // 2: tongban.v1.QueryRequest.bbox:type_name -> tongban.v1.BBox
-	17, // 3: tongban.v1.QueryResponse.records:type_name -> tongban.v1.Record
+	16, // 0: tongban.v1.QueryRequest.keys:type_name -> tongban.v1.QueryRequest.KeysEntry
+	17, // 1: tongban.v1.QueryRequest.filter:type_name -> tongban.v1.QueryRequest.FilterEntry
+	19, // 2: tongban.v1.QueryRequest.bbox:type_name -> tongban.v1.BBox
+	20, // 3: tongban.v1.QueryResponse.records:type_name -> tongban.v1.Record
 	3,  // 4: tongban.v1.QueryResponse.withheld:type_name -> tongban.v1.Withheld
 	4,  // 5: tongban.v1.QueryResponse.receipt:type_name -> tongban.v1.Receipt
-	18, // 6: tongban.v1.CatalogueDataset.kind:type_name -> tongban.v1.DatasetKind
+	21, // 6: tongban.v1.CatalogueDataset.kind:type_name -> tongban.v1.DatasetKind
 	0,  // 7: tongban.v1.CatalogueDataset.sharing_class:type_name -> tongban.v1.SharingClass
 	1,  // 8: tongban.v1.CatalogueDataset.sensitivity:type_name -> tongban.v1.Sensitivity
-	19, // 9: tongban.v1.CatalogueDataset.fields:type_name -> tongban.v1.FieldDescriptor
-	20, // 10: tongban.v1.CatalogueDataset.freshness:type_name -> google.protobuf.Duration
-	21, // 11: tongban.v1.CatalogueGrant.valid_from:type_name -> google.protobuf.Timestamp
-	21, // 12: tongban.v1.CatalogueGrant.valid_until:type_name -> google.protobuf.Timestamp
+	22, // 9: tongban.v1.CatalogueDataset.fields:type_name -> tongban.v1.FieldDescriptor
+	23, // 10: tongban.v1.CatalogueDataset.freshness:type_name -> google.protobuf.Duration
+	24, // 11: tongban.v1.CatalogueGrant.valid_from:type_name -> google.protobuf.Timestamp
+	24, // 12: tongban.v1.CatalogueGrant.valid_until:type_name -> google.protobuf.Timestamp
 	7,  // 13: tongban.v1.Catalogue.departments:type_name -> tongban.v1.CatalogueDepartment
 	8,  // 14: tongban.v1.Catalogue.datasets:type_name -> tongban.v1.CatalogueDataset
 	9,  // 15: tongban.v1.Catalogue.grants:type_name -> tongban.v1.CatalogueGrant
-	20, // 16: tongban.v1.ConnectorStatus.latency_p50:type_name -> google.protobuf.Duration
-	20, // 17: tongban.v1.ConnectorStatus.latency_p99:type_name -> google.protobuf.Duration
-	21, // 18: tongban.v1.ConnectorStatus.last_error_at:type_name -> google.protobuf.Timestamp
+	23, // 16: tongban.v1.ConnectorStatus.latency_p50:type_name -> google.protobuf.Duration
+	23, // 17: tongban.v1.ConnectorStatus.latency_p99:type_name -> google.protobuf.Duration
+	24, // 18: tongban.v1.ConnectorStatus.last_error_at:type_name -> google.protobuf.Timestamp
 	12, // 19: tongban.v1.ListConnectorsResponse.connectors:type_name -> tongban.v1.ConnectorStatus
-	2,  // 20: tongban.v1.Gateway.QueryDataset:input_type -> tongban.v1.QueryRequest
-	6,  // 21: tongban.v1.Gateway.GetCatalogue:input_type -> tongban.v1.GetCatalogueRequest
-	11, // 22: tongban.v1.Gateway.ListConnectors:input_type -> tongban.v1.ListConnectorsRequest
-	5,  // 23: tongban.v1.Gateway.QueryDataset:output_type -> tongban.v1.QueryResponse
-	10, // 24: tongban.v1.Gateway.GetCatalogue:output_type -> tongban.v1.Catalogue
-	13, // 25: tongban.v1.Gateway.ListConnectors:output_type -> tongban.v1.ListConnectorsResponse
-	23, // [23:26] is the sub-list for method output_type
-	20, // [20:23] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	18, // 20: tongban.v1.ChangeNotice.keys:type_name -> tongban.v1.ChangeNotice.KeysEntry
+	24, // 21: tongban.v1.ChangeNotice.at:type_name -> google.protobuf.Timestamp
+	2,  // 22: tongban.v1.Gateway.QueryDataset:input_type -> tongban.v1.QueryRequest
+	6,  // 23: tongban.v1.Gateway.GetCatalogue:input_type -> tongban.v1.GetCatalogueRequest
+	14, // 24: tongban.v1.Gateway.WatchChanges:input_type -> tongban.v1.WatchChangesRequest
+	11, // 25: tongban.v1.Gateway.ListConnectors:input_type -> tongban.v1.ListConnectorsRequest
+	5,  // 26: tongban.v1.Gateway.QueryDataset:output_type -> tongban.v1.QueryResponse
+	10, // 27: tongban.v1.Gateway.GetCatalogue:output_type -> tongban.v1.Catalogue
+	15, // 28: tongban.v1.Gateway.WatchChanges:output_type -> tongban.v1.ChangeNotice
+	13, // 29: tongban.v1.Gateway.ListConnectors:output_type -> tongban.v1.ListConnectorsResponse
+	26, // [26:30] is the sub-list for method output_type
+	22, // [22:26] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_tongban_v1_gateway_proto_init() }
@@ -1250,7 +1414,7 @@ func file_tongban_v1_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tongban_v1_gateway_proto_rawDesc), len(file_tongban_v1_gateway_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Gateway_QueryDataset_FullMethodName   = "/tongban.v1.Gateway/QueryDataset"
 	Gateway_GetCatalogue_FullMethodName   = "/tongban.v1.Gateway/GetCatalogue"
+	Gateway_WatchChanges_FullMethodName   = "/tongban.v1.Gateway/WatchChanges"
 	Gateway_ListConnectors_FullMethodName = "/tongban.v1.Gateway/ListConnectors"
 )
 
@@ -36,6 +37,12 @@ type GatewayClient interface {
 	// sharing conditions and active grants with their legal basis. No token is
 	// needed.
 	GetCatalogue(ctx context.Context, in *GetCatalogueRequest, opts ...grpc.CallOption) (*Catalogue, error)
+	// WatchChanges streams notices of changed records of the datasets the
+	// caller is granted, with the caller's policy applied to every notice
+	// (enforcement platforms subscribe to permit changes this way). Over REST
+	// it is newline-delimited JSON; /v1/changes/events serves the same stream
+	// as Server-Sent Events.
+	WatchChanges(ctx context.Context, in *WatchChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ChangeNotice], error)
 	// ListConnectors shows the state of every department connector.
 	ListConnectors(ctx context.Context, in *ListConnectorsRequest, opts ...grpc.CallOption) (*ListConnectorsResponse, error)
 }
@@ -68,6 +75,25 @@ func (c *gatewayClient) GetCatalogue(ctx context.Context, in *GetCatalogueReques
 	return out, nil
 }
 
+func (c *gatewayClient) WatchChanges(ctx context.Context, in *WatchChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ChangeNotice], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Gateway_ServiceDesc.Streams[0], Gateway_WatchChanges_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchChangesRequest, ChangeNotice]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Gateway_WatchChangesClient = grpc.ServerStreamingClient[ChangeNotice]
+
 func (c *gatewayClient) ListConnectors(ctx context.Context, in *ListConnectorsRequest, opts ...grpc.CallOption) (*ListConnectorsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListConnectorsResponse)
@@ -90,6 +116,12 @@ type GatewayServer interface {
 	// sharing conditions and active grants with their legal basis. No token is
 	// needed.
 	GetCatalogue(context.Context, *GetCatalogueRequest) (*Catalogue, error)
+	// WatchChanges streams notices of changed records of the datasets the
+	// caller is granted, with the caller's policy applied to every notice
+	// (enforcement platforms subscribe to permit changes this way). Over REST
+	// it is newline-delimited JSON; /v1/changes/events serves the same stream
+	// as Server-Sent Events.
+	WatchChanges(*WatchChangesRequest, grpc.ServerStreamingServer[ChangeNotice]) error
 	// ListConnectors shows the state of every department connector.
 	ListConnectors(context.Context, *ListConnectorsRequest) (*ListConnectorsResponse, error)
 	mustEmbedUnimplementedGatewayServer()
@@ -107,6 +139,9 @@ func (UnimplementedGatewayServer) QueryDataset(context.Context, *QueryRequest) (
 }
 func (UnimplementedGatewayServer) GetCatalogue(context.Context, *GetCatalogueRequest) (*Catalogue, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCatalogue not implemented")
+}
+func (UnimplementedGatewayServer) WatchChanges(*WatchChangesRequest, grpc.ServerStreamingServer[ChangeNotice]) error {
+	return status.Error(codes.Unimplemented, "method WatchChanges not implemented")
 }
 func (UnimplementedGatewayServer) ListConnectors(context.Context, *ListConnectorsRequest) (*ListConnectorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConnectors not implemented")
@@ -168,6 +203,17 @@ func _Gateway_GetCatalogue_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gateway_WatchChanges_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchChangesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(GatewayServer).WatchChanges(m, &grpc.GenericServerStream[WatchChangesRequest, ChangeNotice]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Gateway_WatchChangesServer = grpc.ServerStreamingServer[ChangeNotice]
+
 func _Gateway_ListConnectors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListConnectorsRequest)
 	if err := dec(in); err != nil {
@@ -206,6 +252,12 @@ var Gateway_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Gateway_ListConnectors_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchChanges",
+			Handler:       _Gateway_WatchChanges_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "tongban/v1/gateway.proto",
 }
