@@ -20,6 +20,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -66,9 +68,28 @@ type Process struct {
 	cmd    *exec.Cmd
 	Addr   string
 	Dir    string
-	stderr *bytes.Buffer
+	out    *syncBuffer
 	done   chan struct{}
 	exited atomic.Bool
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's output copier and a
+// reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func start(t testing.TB, name string, args []string, dir string, env []string, creds *syscall.Credential) *Process {
@@ -76,14 +97,14 @@ func start(t testing.TB, name string, args []string, dir string, env []string, c
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	var buf bytes.Buffer
-	cmd.Stdout = &buf
-	cmd.Stderr = &buf
+	buf := &syncBuffer{}
+	cmd.Stdout = buf
+	cmd.Stderr = buf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: creds, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
-	p := &Process{cmd: cmd, stderr: &buf, done: make(chan struct{})}
+	p := &Process{cmd: cmd, out: buf, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); p.exited.Store(true); close(p.done) }()
 	return p
 }
@@ -103,7 +124,12 @@ func (p *Process) Stop() {
 }
 
 // Output returns what the process printed so far.
-func (p *Process) Output() string { return p.stderr.String() }
+func (p *Process) Output() string {
+	if p.out == nil {
+		return ""
+	}
+	return p.out.String()
+}
 
 // Redis starts redis-server on a free loopback port with persistence off and
 // returns it. The server is stopped when the test ends; tests may stop it
@@ -198,7 +224,7 @@ func Postgres(t testing.TB) string {
 	// The port accepts before the server takes queries; callers retry their
 	// first connection briefly (pgx does not), so wait for the log line.
 	deadline := time.Now().Add(30 * time.Second)
-	for !bytes.Contains([]byte(p.Output()), []byte("ready to accept connections")) {
+	for !strings.Contains(p.Output(), "ready to accept connections") {
 		if time.Now().After(deadline) {
 			t.Fatalf("postgres not ready:\n%s", p.Output())
 		}
