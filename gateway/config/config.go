@@ -1,0 +1,341 @@
+// Package config is the gateway's configuration: plain structs with yaml tags,
+// one place for defaults, validation that names the offending key, and
+// environment overrides applied from a list the caller supplies (only cmd
+// reads the process environment).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tongban/tongban/connectors/host"
+)
+
+// Config is the whole gateway configuration.
+type Config struct {
+	// Node names this gateway node in audit entries and receipts.
+	Node string `yaml:"node"`
+	// Server holds listen addresses and limits.
+	Server Server `yaml:"server"`
+	// Identities are the member systems and staff that may call the gateway.
+	Identities []Identity `yaml:"identities"`
+	// Store selects where grants are kept.
+	Store Store `yaml:"store"`
+	// Audit configures the whole-process record.
+	Audit Audit `yaml:"audit"`
+	// Cache configures the record cache.
+	Cache Cache `yaml:"cache"`
+	// Departments configures the connector host: the department connectors
+	// to launch, their breakers, deadlines and bulkheads.
+	Departments host.Config `yaml:"departments"`
+	// Log configures logging.
+	Log Log `yaml:"log"`
+}
+
+// Server holds listen addresses and limits.
+type Server struct {
+	// GRPCAddr is the gRPC listen address.
+	GRPCAddr string `yaml:"grpc_addr"`
+	// RESTAddr is the REST/JSON (grpc-gateway) listen address; it also serves
+	// /healthz, /readyz, /metrics and /openapi.json.
+	RESTAddr string `yaml:"rest_addr"`
+	// RequestTimeout bounds one request end to end.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxBodyBytes bounds a REST request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Identity is a caller known by a bearer token. Tokens are stored hashed:
+// TokenSHA256 is the hex SHA-256 of the token.
+type Identity struct {
+	// TokenSHA256 is the hex-encoded SHA-256 digest of the bearer token.
+	TokenSHA256 string `yaml:"token_sha256"`
+	// SystemID identifies the calling system (or person, for staff).
+	SystemID string `yaml:"system_id"`
+	// Department is the caller's department.
+	Department string `yaml:"department"`
+	// Region is the caller's region code (jurisdiction of the caller).
+	Region string `yaml:"region"`
+	// Roles are "admin", "legal_reviewer", "auditor" or "subject"; member
+	// systems have none.
+	Roles []string `yaml:"roles"`
+	// Subject is the identifier (credit code or resident ID) a "subject"
+	// identity may read the access log of.
+	Subject string `yaml:"subject"`
+}
+
+// Store selects the grant store.
+type Store struct {
+	// Driver is "sqlite" (embedded, one file) or "postgres".
+	Driver string `yaml:"driver"`
+	// Path is the SQLite file (driver sqlite).
+	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string (driver postgres).
+	DSN string `yaml:"dsn"`
+}
+
+// Audit configures the whole-process record.
+type Audit struct {
+	// Dir holds the log segments and checkpoints.
+	Dir string `yaml:"dir"`
+	// SigningKeyFile holds the node's checkpoint signing key (signed-note
+	// format). It is created when missing.
+	SigningKeyFile string `yaml:"signing_key_file"`
+	// SubjectKeyFile holds the HMAC key that hashes subject identifiers. It
+	// is created when missing.
+	SubjectKeyFile string `yaml:"subject_key_file"`
+	// CheckpointEvery signs a checkpoint after this many entries.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// CheckpointInterval signs a checkpoint at least this often when there
+	// are new entries.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// Cache configures the record cache.
+type Cache struct {
+	// MaxBytes bounds the in-process tier.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxStale is how long past its freshness a record may be served when
+	// the department fails.
+	MaxStale time.Duration `yaml:"max_stale"`
+	// NegativeTTL is how long a not-found answer is cached.
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is "debug", "info", "warn" or "error".
+	Level string `yaml:"level"`
+	// Format is "text" or "json".
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration with every default filled in: a single
+// node on loopback with the embedded store and a local audit directory.
+func Default() Config {
+	return Config{
+		Node: "node-1",
+		Server: Server{
+			GRPCAddr:        "127.0.0.1:9090",
+			RESTAddr:        "127.0.0.1:8080",
+			RequestTimeout:  10 * time.Second,
+			MaxBodyBytes:    1 << 20,
+			ShutdownTimeout: 10 * time.Second,
+		},
+		Store: Store{Driver: "sqlite", Path: "var/grants.db"},
+		Audit: Audit{
+			Dir:                "var/audit",
+			SigningKeyFile:     "var/audit.key",
+			SubjectKeyFile:     "var/subject.key",
+			CheckpointEvery:    1000,
+			CheckpointInterval: 10 * time.Second,
+		},
+		Cache: Cache{MaxBytes: 64 << 20, MaxStale: time.Hour, NegativeTTL: 30 * time.Second},
+		Log:   Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads a YAML file over the defaults, applies environment overrides
+// from environ (KEY=VALUE pairs), and validates the result.
+func Load(path string, environ []string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("reading config: %w", err)
+		}
+		if err := Decode(b, &cfg); err != nil {
+			return cfg, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if err := ApplyEnv(&cfg, environ); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Decode decodes YAML into cfg, refusing unknown keys.
+func Decode(b []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	// An empty file decodes to the defaults.
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("decoding config: %w", err)
+	}
+	return nil
+}
+
+// EnvPrefix is the prefix of environment overrides.
+const EnvPrefix = "TONGBAN_"
+
+// envKeys maps environment variables to the settings they override. Only
+// scalar settings are overridable; lists (identities, connectors) come from
+// the file.
+var envKeys = map[string]func(*Config, string) error{
+	"NODE":                      func(c *Config, v string) error { c.Node = v; return nil },
+	"SERVER_GRPC_ADDR":          func(c *Config, v string) error { c.Server.GRPCAddr = v; return nil },
+	"SERVER_REST_ADDR":          func(c *Config, v string) error { c.Server.RESTAddr = v; return nil },
+	"SERVER_REQUEST_TIMEOUT":    durationVar(func(c *Config) *time.Duration { return &c.Server.RequestTimeout }),
+	"STORE_DRIVER":              func(c *Config, v string) error { c.Store.Driver = v; return nil },
+	"STORE_PATH":                func(c *Config, v string) error { c.Store.Path = v; return nil },
+	"STORE_DSN":                 func(c *Config, v string) error { c.Store.DSN = v; return nil },
+	"AUDIT_DIR":                 func(c *Config, v string) error { c.Audit.Dir = v; return nil },
+	"AUDIT_SIGNING_KEY_FILE":    func(c *Config, v string) error { c.Audit.SigningKeyFile = v; return nil },
+	"AUDIT_SUBJECT_KEY_FILE":    func(c *Config, v string) error { c.Audit.SubjectKeyFile = v; return nil },
+	"AUDIT_CHECKPOINT_INTERVAL": durationVar(func(c *Config) *time.Duration { return &c.Audit.CheckpointInterval }),
+	"CACHE_MAX_STALE":           durationVar(func(c *Config) *time.Duration { return &c.Cache.MaxStale }),
+	"LOG_LEVEL":                 func(c *Config, v string) error { c.Log.Level = v; return nil },
+	"LOG_FORMAT":                func(c *Config, v string) error { c.Log.Format = v; return nil },
+}
+
+func durationVar(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+// EnvNames returns the environment variables that override settings.
+func EnvNames() []string {
+	names := make([]string, 0, len(envKeys))
+	for k := range envKeys {
+		names = append(names, EnvPrefix+k)
+	}
+	return names
+}
+
+// ApplyEnv applies TONGBAN_* overrides from environ. An unknown TONGBAN_
+// variable is an error, so a typo is never silently ignored.
+func ApplyEnv(cfg *Config, environ []string) error {
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, EnvPrefix) {
+			continue
+		}
+		name := strings.TrimPrefix(k, EnvPrefix)
+		set, known := envKeys[name]
+		if !known {
+			if ignoredEnv[name] {
+				continue
+			}
+			return fmt.Errorf("environment %s: not a configuration setting", k)
+		}
+		if err := set(cfg, v); err != nil {
+			return fmt.Errorf("environment %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// ignoredEnv are TONGBAN_ variables with other uses (plugin mode, tests).
+var ignoredEnv = map[string]bool{
+	"CONNECTOR_CONFIG": true, "CONNECTOR_NAME": true,
+	"TEST_POSTGRES_DSN": true, "TEST_REDIS_ADDR": true, "TEST_SKIP_MISSING": true,
+	"TOKEN": true, "URL": true, "CONNECTOR_LOG_LEVEL": true,
+}
+
+// Validate checks the configuration; errors name the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Node == "" {
+		bad("node", "must not be empty")
+	}
+	for key, addr := range map[string]string{"server.grpc_addr": c.Server.GRPCAddr, "server.rest_addr": c.Server.RESTAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q is not host:port", addr)
+		}
+	}
+	if c.Server.RequestTimeout <= 0 {
+		bad("server.request_timeout", "must be positive")
+	}
+	if c.Server.MaxBodyBytes <= 0 {
+		bad("server.max_body_bytes", "must be positive")
+	}
+	seen := map[string]bool{}
+	for i, id := range c.Identities {
+		key := fmt.Sprintf("identities[%d]", i)
+		if len(id.TokenSHA256) != 64 || strings.Trim(id.TokenSHA256, "0123456789abcdef") != "" {
+			bad(key+".token_sha256", "must be 64 lower-case hex digits (the SHA-256 of the token)")
+		}
+		if seen[id.TokenSHA256] {
+			bad(key+".token_sha256", "duplicate token")
+		}
+		seen[id.TokenSHA256] = true
+		if id.SystemID == "" {
+			bad(key+".system_id", "must not be empty")
+		}
+		for j, r := range id.Roles {
+			if !knownRoles[r] {
+				bad(fmt.Sprintf("%s.roles[%d]", key, j), "%q is not one of admin, legal_reviewer, auditor, subject", r)
+			}
+			if r == "subject" && id.Subject == "" {
+				bad(key+".subject", "a subject identity must name its subject")
+			}
+		}
+	}
+	switch c.Store.Driver {
+	case "sqlite":
+		if c.Store.Path == "" {
+			bad("store.path", "must not be empty for driver sqlite")
+		}
+	case "postgres":
+		if c.Store.DSN == "" {
+			bad("store.dsn", "must not be empty for driver postgres")
+		}
+	default:
+		bad("store.driver", "%q is not one of sqlite, postgres", c.Store.Driver)
+	}
+	if c.Audit.Dir == "" {
+		bad("audit.dir", "must not be empty")
+	}
+	if c.Audit.CheckpointEvery <= 0 {
+		bad("audit.checkpoint_every", "must be positive")
+	}
+	if c.Audit.CheckpointInterval <= 0 {
+		bad("audit.checkpoint_interval", "must be positive")
+	}
+	if c.Cache.MaxBytes < 0 {
+		bad("cache.max_bytes", "must not be negative")
+	}
+	if c.Cache.MaxStale < 0 {
+		bad("cache.max_stale", "must not be negative")
+	}
+	deps := c.Departments
+	deps.SetDefaults()
+	if err := deps.Validate(); err != nil {
+		bad("departments", "%v", err)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+var knownRoles = map[string]bool{"admin": true, "legal_reviewer": true, "auditor": true, "subject": true}
