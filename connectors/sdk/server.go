@@ -83,4 +83,4 @@ func (s *server) status(ctx context.Context, op string, err error) error {
 
 // ReasonCanceled is the reason of a CANCELED error: the caller gave up. The
 // apierr package has no reason for it yet.
-const ReasonCanceled = "CANCELED"
+const ReasonCanceled = apierr.ReasonCanceled

@@ -35,6 +35,7 @@ const (
 	ReasonAuditUnavailable    = "AUDIT_UNAVAILABLE"
 	ReasonConflict            = "CONFLICT"
 	ReasonDeadlineExceeded    = "DEADLINE_EXCEEDED"
+	ReasonCanceled            = "CANCELED"
 	ReasonInternal            = "INTERNAL"
 	ReasonNotShared           = "DATASET_NOT_SHARED"
 	ReasonFailedPrecondition  = "FAILED_PRECONDITION"
@@ -211,6 +212,8 @@ func codeReason(c codes.Code) string {
 		return ReasonQuotaExceeded
 	case codes.DeadlineExceeded:
 		return ReasonDeadlineExceeded
+	case codes.Canceled:
+		return ReasonCanceled
 	case codes.Unavailable:
 		return ReasonDepartmentDown
 	case codes.Unimplemented:

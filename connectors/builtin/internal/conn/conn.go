@@ -28,7 +28,7 @@ import (
 
 // ReasonCancelled is the reason of the error returned when the caller
 // cancelled the request. apierr has no reason for it yet.
-const ReasonCancelled = "CANCELLED"
+const ReasonCancelled = apierr.ReasonCanceled
 
 // Dictionary returns the embedded dataset dictionary, parsed once.
 var Dictionary = sync.OnceValue(datasets.Default)
@@ -155,7 +155,7 @@ func (b *Base) Describe() *v1.Descriptor {
 	return out
 }
 
-// CtxErr returns the error for a call whose context ended: CANCELLED when the
+// CtxErr returns the error for a call whose context ended: CANCELED when the
 // caller cancelled, UNAVAILABLE naming the department when a deadline passed.
 // It returns nil while ctx is live.
 func CtxErr(ctx context.Context, dept string) error {
@@ -167,7 +167,7 @@ func CtxErr(ctx context.Context, dept string) error {
 
 // Unavailable is the error for a department that could not be reached:
 // UNAVAILABLE naming the department (also when ctx's deadline passed), or
-// CANCELLED when the caller cancelled ctx. The cause is kept for logs and
+// CANCELED when the caller cancelled ctx. The cause is kept for logs and
 // errors.Is.
 func Unavailable(ctx context.Context, dept string, cause error) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
