@@ -56,6 +56,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	Checks   []Check
 	Logger   *slog.Logger
+	// Handlers are extra REST routes (http.ServeMux patterns, e.g.
+	// "GET /ogc/"), served with the same middleware as the API.
+	Handlers map[string]http.Handler
 }
 
 // Server is a running gateway front end.
@@ -135,6 +138,9 @@ func New(opts Options, svcs Services) (*Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(gen.OpenAPI)
 	})
+	for pattern, h := range opts.Handlers {
+		root.Handle(pattern, h)
+	}
 	root.Handle("/", mux)
 
 	s.http = &http.Server{
