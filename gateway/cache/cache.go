@@ -7,14 +7,22 @@
 // (coalescing); a failed department call never changes what is cached; a
 // not-found answer is cached briefly (negative caching); when the department
 // fails, a copy within MaxStale past its freshness is served marked stale.
+//
+// Two tiers: an in-process LRU bounded by bytes and, when configured, Redis
+// shared by every gateway node. Lookups go memory, then Redis, then the
+// department; a Redis hit fills memory. Values in Redis are sealed with
+// AES-256-GCM (see Keyring) and bound to their cache key; Redis failures
+// degrade to memory and the departments and never reach a caller.
 package cache
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,8 +43,9 @@ type Source interface {
 
 // Options configure a Cache.
 type Options struct {
-	// MaxBytes bounds the in-process tier; 0 disables caching (every request
-	// goes to the department, still coalesced).
+	// MaxBytes bounds the in-process tier; 0 disables that tier (requests
+	// then go to Redis when configured, else to the department, still
+	// coalesced).
 	MaxBytes int64
 	// MaxStale is how long past its freshness a copy may be served when the
 	// department fails.
@@ -48,20 +57,43 @@ type Options struct {
 	// FetchTimeout bounds one coalesced department call, which runs detached
 	// from any single caller's cancellation.
 	FetchTimeout time.Duration
-	Registry     prometheus.Registerer
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Redis, when set, adds the shared tier that all gateway nodes read and
+	// fill. Check it with Options.Validate: without a keyring the shared
+	// tier is disabled.
+	Redis *RedisOptions
+	// Registry receives the cache metrics (a private registry when nil).
+	Registry prometheus.Registerer
+	// Logger receives degradations and rejected values (slog.Default when
+	// nil).
+	Logger *slog.Logger
+	// Now is the clock of freshness decisions (time.Now when nil).
+	Now func() time.Time
 }
 
-// Cache is a read-through cache in front of a Source. It implements
-// query.Fetcher.
+// Validate reports options that cannot work.
+func (o Options) Validate() error {
+	if o.MaxBytes < 0 || o.MaxStale < 0 || o.NegativeTTL < 0 || o.FetchTimeout < 0 {
+		return errors.New("cache: sizes and durations must not be negative")
+	}
+	if o.Redis != nil {
+		return o.Redis.Validate()
+	}
+	return nil
+}
+
+// Cache is a read-through cache in front of a Source, with an in-process
+// tier and an optional shared Redis tier. It implements query.Fetcher.
 type Cache struct {
 	src   Source
 	opts  Options
 	mem   *lru
+	redis *redisTier
 	group singleflight.Group
 	m     *cacheMetrics
 	log   *slog.Logger
+
+	genMu sync.Mutex
+	gens  map[string]uint64 // per dataset: bumped by every invalidation
 }
 
 var _ query.Fetcher = (*Cache)(nil)
@@ -80,7 +112,14 @@ type entry struct {
 
 func (e *entry) size() int64 { return int64(len(e.data)) + 256 }
 
-// New returns a cache in front of src.
+// Tiers named in the hits metric.
+const (
+	tierMemory = "memory"
+	tierRedis  = "redis"
+)
+
+// New returns a cache in front of src. When opts.Redis is set but invalid
+// (see Options.Validate) the shared tier is left out and the error logged.
 func New(src Source, opts Options) *Cache {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -94,8 +133,15 @@ func New(src Source, opts Options) *Cache {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	c := &Cache{src: src, opts: opts, m: newCacheMetrics(opts.Registry), log: opts.Logger}
+	c := &Cache{src: src, opts: opts, m: newCacheMetrics(opts.Registry), log: opts.Logger, gens: map[string]uint64{}}
 	c.mem = newLRU(opts.MaxBytes, func(key string) { c.m.evictions.WithLabelValues(datasetOf(key)).Inc() })
+	if opts.Redis != nil {
+		if err := opts.Redis.Validate(); err != nil {
+			c.log.Error("shared cache tier disabled", "err", err)
+		} else {
+			c.redis = newRedisTier(*opts.Redis, c.m, c.log)
+		}
+	}
 	return c
 }
 
@@ -119,11 +165,16 @@ func datasetOf(key string) string {
 	return key
 }
 
-type fetched struct {
-	e *entry
+// loaded is the outcome of one coalesced load.
+type loaded struct {
+	e        *entry
+	delivery v1.Delivery
+	// stale is an expired copy found in Redis, for stale-if-error.
+	stale *entry
 }
 
-// Fetch returns the records for req from the cache or the department.
+// Fetch returns the records for req from the cache or the department:
+// memory, then Redis, then one coalesced department call.
 func (c *Cache) Fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRequest) (query.Result, error) {
 	key, err := Key(req)
 	if err != nil {
@@ -132,15 +183,14 @@ func (c *Cache) Fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRe
 	now := c.opts.Now()
 	cached, ok := c.mem.get(key)
 	if ok && now.Before(cached.freshTill) {
-		c.m.hits.WithLabelValues(ds.Name).Inc()
+		c.m.hits.WithLabelValues(ds.Name, tierMemory).Inc()
 		return c.result(ds, cached, v1.Delivery_DELIVERY_CACHE)
 	}
-	c.m.misses.WithLabelValues(ds.Name).Inc()
 
 	ch := c.group.DoChan(key, func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.FetchTimeout)
 		defer cancel()
-		return c.fill(fctx, ds, key, req)
+		return c.load(fctx, ds, key, req)
 	})
 	var res singleflight.Result
 	select {
@@ -152,45 +202,93 @@ func (c *Cache) Fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRe
 	if res.Shared {
 		c.m.coalesced.WithLabelValues(ds.Name).Inc()
 	}
+	l, _ := res.Val.(loaded)
+	if res.Err == nil && l.delivery == v1.Delivery_DELIVERY_CACHE {
+		c.m.hits.WithLabelValues(ds.Name, tierRedis).Inc()
+		return c.result(ds, l.e, l.delivery)
+	}
+	c.m.misses.WithLabelValues(ds.Name).Inc()
 	if res.Err != nil {
 		if apierr.CodeOf(res.Err) == codes.NotFound {
 			return query.Result{}, res.Err
 		}
-		// Stale-if-error: serve the old copy within MaxStale.
-		if ok && !cached.notFound && now.Sub(cached.freshTill) <= c.opts.MaxStale {
+		// Stale-if-error: serve the freshest old copy within MaxStale.
+		var stale *entry
+		if ok && !cached.notFound {
+			stale = cached
+		}
+		if l.stale != nil && (stale == nil || l.stale.freshTill.After(stale.freshTill)) {
+			stale = l.stale
+		}
+		if stale != nil && now.Sub(stale.freshTill) <= c.opts.MaxStale {
 			c.m.stale.WithLabelValues(ds.Name).Inc()
-			c.log.WarnContext(ctx, "serving stale records", "dataset", ds.Name, "age", now.Sub(cached.fetchedAt), "err", res.Err)
-			return c.result(ds, cached, v1.Delivery_DELIVERY_STALE)
+			c.log.WarnContext(ctx, "serving stale records", "dataset", ds.Name, "age", now.Sub(stale.fetchedAt), "err", res.Err)
+			return c.result(ds, stale, v1.Delivery_DELIVERY_STALE)
 		}
 		return query.Result{}, res.Err
 	}
-	return c.result(ds, res.Val.(fetched).e, v1.Delivery_DELIVERY_LIVE)
+	return c.result(ds, l.e, l.delivery)
 }
 
-// fill makes the one department call for a key and stores the answer. Only a
-// successful answer or a not-found is stored; failures leave the cache as it
-// was.
-func (c *Cache) fill(ctx context.Context, ds *datasets.Dataset, key string, req *v1.FetchRequest) (any, error) {
+// load is the one coalesced lookup behind a memory miss: Redis, then the
+// department. Only a successful answer or a not-found is stored; failures
+// leave the cache as it was.
+func (c *Cache) load(ctx context.Context, ds *datasets.Dataset, key string, req *v1.FetchRequest) (any, error) {
+	var stale *entry
+	if c.redis != nil {
+		if e, ok := c.redis.get(ctx, ds.Name, key); ok {
+			if c.opts.Now().Before(e.freshTill) {
+				if c.opts.MaxBytes > 0 {
+					c.mem.put(key, e)
+				}
+				return loaded{e: e, delivery: v1.Delivery_DELIVERY_CACHE}, nil
+			}
+			if !e.notFound {
+				stale = e
+			}
+		}
+	}
+	gen := c.generation(ds.Name)
 	resp, err := c.src.Fetch(ctx, req)
 	now := c.opts.Now()
 	if err != nil {
-		if apierr.CodeOf(err) == codes.NotFound && c.opts.NegativeTTL > 0 && c.opts.MaxBytes > 0 {
-			c.mem.put(key, &entry{dataset: ds.Name, notFound: true, fetchedAt: now, freshTill: now.Add(c.opts.NegativeTTL), keys: req.GetKeys()})
+		if apierr.CodeOf(err) == codes.NotFound && c.opts.NegativeTTL > 0 {
+			e := &entry{dataset: ds.Name, notFound: true, fetchedAt: now, freshTill: now.Add(c.opts.NegativeTTL), keys: req.GetKeys()}
+			c.store(ctx, ds, key, e, gen, c.opts.NegativeTTL)
 		}
-		return nil, err
+		return loaded{stale: stale}, err
 	}
 	data, err := proto.Marshal(resp)
 	if err != nil {
-		return nil, fmt.Errorf("marshalling department response: %w", err)
+		return loaded{stale: stale}, fmt.Errorf("marshalling department response: %w", err)
 	}
-	e := &entry{dataset: ds.Name, data: data, fetchedAt: now, freshTill: now.Add(c.freshness(ds)), keys: req.GetKeys()}
+	fresh := c.freshness(ds)
+	e := &entry{dataset: ds.Name, data: data, fetchedAt: now, freshTill: now.Add(fresh), keys: req.GetKeys()}
 	for _, r := range resp.GetRecords() {
 		e.recordIDs = append(e.recordIDs, r.GetId())
+	}
+	c.store(ctx, ds, key, e, gen, fresh+c.opts.MaxStale)
+	return loaded{e: e, delivery: v1.Delivery_DELIVERY_LIVE}, nil
+}
+
+// store puts e in both tiers unless an invalidation of its dataset happened
+// since the department call began (the answer may predate the change).
+func (c *Cache) store(ctx context.Context, ds *datasets.Dataset, key string, e *entry, gen uint64, redisTTL time.Duration) {
+	if c.generation(ds.Name) != gen {
+		return
 	}
 	if c.opts.MaxBytes > 0 {
 		c.mem.put(key, e)
 	}
-	return fetched{e}, nil
+	if c.redis != nil {
+		c.redis.put(ctx, key, e, redisTTL)
+	}
+}
+
+func (c *Cache) generation(dataset string) uint64 {
+	c.genMu.Lock()
+	defer c.genMu.Unlock()
+	return c.gens[dataset]
 }
 
 func (c *Cache) freshness(ds *datasets.Dataset) time.Duration {
@@ -212,10 +310,25 @@ func (c *Cache) result(ds *datasets.Dataset, e *entry, d v1.Delivery) (query.Res
 	return query.Result{Records: resp.GetRecords(), NextPageToken: resp.GetNextPageToken(), Delivery: d, FetchedAt: e.fetchedAt}, nil
 }
 
-// Invalidate evicts every cached answer of dataset that holds the record
-// recordID or was looked up by one of keys. It returns how many entries were
-// evicted.
+// Invalidate evicts every cached answer of the event's dataset that holds the
+// record ev.RecordId or was looked up by one of ev.Keys, from memory and from
+// Redis. It returns how many in-process entries were evicted. When Redis
+// cannot be reached the Redis part is retried once Redis is back.
 func (c *Cache) Invalidate(ev *v1.ChangeEvent) int {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.FetchTimeout)
+	defer cancel()
+	n, _ := c.InvalidateContext(ctx, ev)
+	return n
+}
+
+// InvalidateContext is Invalidate with a context for the Redis part. It
+// returns the number of in-process entries evicted and the Redis error, if
+// any (the memory eviction has happened either way).
+func (c *Cache) InvalidateContext(ctx context.Context, ev *v1.ChangeEvent) (int, error) {
+	defer c.m.changes.WithLabelValues(ev.GetDataset()).Inc()
+	c.genMu.Lock()
+	c.gens[ev.GetDataset()]++
+	c.genMu.Unlock()
 	n := c.mem.removeIf(func(_ string, e *entry) bool {
 		if e.dataset != ev.GetDataset() {
 			return false
@@ -235,28 +348,62 @@ func (c *Cache) Invalidate(ev *v1.ChangeEvent) int {
 	if n > 0 {
 		c.m.evictions.WithLabelValues(ev.GetDataset()).Add(float64(n))
 	}
-	return n
+	if c.redis == nil {
+		return n, nil
+	}
+	rn, err := c.redis.invalidate(ctx, ev)
+	if rn > 0 {
+		c.m.evictions.WithLabelValues(ev.GetDataset()).Add(float64(rn))
+	}
+	if err != nil {
+		return n, fmt.Errorf("invalidating %s in redis: %w", ev.GetDataset(), err)
+	}
+	return n, nil
 }
 
 // Bytes reports the size of the in-process tier.
 func (c *Cache) Bytes() int64 { return c.mem.bytes() }
 
+// Healthy reports whether the shared tier answers; nil when none is
+// configured. Redis is not critical (the cache degrades to memory and the
+// departments), so /readyz shows this as detail rather than failing.
+func (c *Cache) Healthy(ctx context.Context) error {
+	if c.redis == nil {
+		return nil
+	}
+	return c.redis.healthy(ctx)
+}
+
+// Close releases the Redis connections the cache opened.
+func (c *Cache) Close() error {
+	if c.redis == nil {
+		return nil
+	}
+	return c.redis.close()
+}
 
 type cacheMetrics struct {
-	hits, misses, stale, coalesced, evictions *prometheus.CounterVec
+	hits, misses, stale, coalesced, evictions, redisErrors, rejected, changes *prometheus.CounterVec
+	redisUp                                                                   prometheus.Gauge
 }
 
 func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
-	mk := func(name, help string) *prometheus.CounterVec {
-		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"dataset"})
+	mk := func(name, help string, labels ...string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append([]string{"dataset"}, labels...))
 		reg.MustRegister(v)
 		return v
 	}
+	up := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tongban_cache_redis_up", Help: "1 while the shared Redis tier is in use, 0 while it is skipped after errors."})
+	reg.MustRegister(up)
 	return &cacheMetrics{
-		hits:      mk("tongban_cache_hits_total", "Queries answered from the cache."),
-		misses:    mk("tongban_cache_misses_total", "Queries that went to the department."),
-		stale:     mk("tongban_cache_stale_serves_total", "Stale copies served because the department failed."),
-		coalesced: mk("tongban_cache_coalesced_total", "Queries that shared another query's department call."),
-		evictions: mk("tongban_cache_evictions_total", "Entries evicted for size or by change events."),
+		hits:        mk("tongban_cache_hits_total", "Queries answered from the cache, by tier (memory or redis).", "tier"),
+		misses:      mk("tongban_cache_misses_total", "Queries that no cache tier answered fresh."),
+		stale:       mk("tongban_cache_stale_serves_total", "Stale copies served because the department failed."),
+		coalesced:   mk("tongban_cache_coalesced_total", "Queries that shared another query's lookup."),
+		evictions:   mk("tongban_cache_evictions_total", "Entries evicted for size or by change events."),
+		redisErrors: mk("tongban_cache_redis_errors_total", "Failed Redis operations (the cache degraded to memory and departments)."),
+		rejected:    mk("tongban_cache_redis_rejected_total", "Values in Redis that could not be opened (tampered, unknown key) and were treated as misses."),
+		changes:     mk("tongban_cache_change_events_total", "Change events applied (invalidations)."),
+		redisUp:     up,
 	}
 }

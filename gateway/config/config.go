@@ -33,6 +33,8 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Cache configures the record cache.
 	Cache Cache `yaml:"cache"`
+	// Forms configures auto-fill.
+	Forms Forms `yaml:"forms"`
 	// Departments configures the connector host: the department connectors
 	// to launch, their breakers, deadlines and bulkheads.
 	Departments host.Config `yaml:"departments"`
@@ -112,6 +114,13 @@ type Cache struct {
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
 }
 
+// Forms configures auto-fill of application forms.
+type Forms struct {
+	// CorrectionsPath is the SQLite file holding the correction queues
+	// (校核纠错) of the departments.
+	CorrectionsPath string `yaml:"corrections_path"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is "debug", "info", "warn" or "error".
@@ -141,6 +150,7 @@ func Default() Config {
 			CheckpointInterval: 10 * time.Second,
 		},
 		Cache: Cache{MaxBytes: 64 << 20, MaxStale: time.Hour, NegativeTTL: 30 * time.Second},
+		Forms: Forms{CorrectionsPath: "var/corrections.db"},
 		Log:   Log{Level: "info", Format: "text"},
 	}
 }
@@ -313,6 +323,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.CheckpointInterval <= 0 {
 		bad("audit.checkpoint_interval", "must be positive")
+	}
+	if c.Forms.CorrectionsPath == "" {
+		bad("forms.corrections_path", "must not be empty")
 	}
 	if c.Cache.MaxBytes < 0 {
 		bad("cache.max_bytes", "must not be negative")

@@ -1,0 +1,278 @@
+// Package app assembles one gateway node from its configuration: the policy
+// store and engine, the audit log, the connector host, the cache, the query
+// pipeline, the API services and the servers. cmd/tongban only parses flags
+// and calls it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tongban/tongban/connectors/host"
+	"github.com/tongban/tongban/gateway/api"
+	"github.com/tongban/tongban/gateway/audit"
+	"github.com/tongban/tongban/gateway/auth"
+	"github.com/tongban/tongban/gateway/autofill"
+	"github.com/tongban/tongban/gateway/autofill/correctiondb"
+	"github.com/tongban/tongban/gateway/cache"
+	"github.com/tongban/tongban/gateway/config"
+	"github.com/tongban/tongban/gateway/query"
+	"github.com/tongban/tongban/gateway/server"
+	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/policy/store"
+	"github.com/tongban/tongban/policy/store/pgstore"
+	"github.com/tongban/tongban/policy/store/sqlstore"
+	"github.com/tongban/tongban/policy/workflow"
+	"github.com/tongban/tongban/schemas/datasets"
+	"github.com/tongban/tongban/schemas/forms"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+)
+
+// Options are what the caller supplies besides the configuration.
+type Options struct {
+	// Logger receives the node's logs.
+	Logger *slog.Logger
+	// Launcher starts built-in connector types; default re-executes the
+	// running binary as "tongban connector TYPE".
+	Launcher host.Launcher
+	// SeedGrants are imported (with their ids and histories) when absent
+	// from the store; the demo uses it.
+	SeedGrants func(now time.Time) []*v1.Grant
+}
+
+// App is one assembled gateway node.
+type App struct {
+	cfg     config.Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	srv     *server.Server
+	closers []func() error
+
+	// Exposed for the demo and tests.
+	Dict        *datasets.Dictionary
+	Host        *host.Host
+	Cache       *cache.Cache
+	Engine      *policy.Engine
+	Workflow    *workflow.Workflow
+	Log         *audit.Log
+	VerifierKey string
+}
+
+// New assembles a node. On error everything it started is stopped.
+func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a = &App{cfg: cfg, log: opts.Logger, reg: prometheus.NewRegistry(), Dict: datasets.Default()}
+	defer func() {
+		if err != nil {
+			a.Close()
+			a = nil
+		}
+	}()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Whole-process record first: nothing is served that cannot be recorded.
+	origin := "tongban/" + cfg.Node
+	skey, vkey, err := signingKey(cfg.Audit.SigningKeyFile, origin)
+	if err != nil {
+		return nil, err
+	}
+	a.VerifierKey = vkey
+	subjKey, err := subjectKey(cfg.Audit.SubjectKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	a.Log, err = audit.Open(ctx, audit.Config{
+		Dir:                cfg.Audit.Dir,
+		Origin:             origin,
+		SigningKey:         skey,
+		CheckpointEvery:    uint64(cfg.Audit.CheckpointEvery),
+		CheckpointInterval: cfg.Audit.CheckpointInterval,
+	}, audit.WithLogger(a.log.With("component", "audit")))
+	if err != nil {
+		return nil, fmt.Errorf("opening the audit log: %w", err)
+	}
+	a.closers = append(a.closers, a.Log.Close)
+	recorder := &api.Recorder{Log: a.Log, Node: cfg.Node, SubjectKey: subjKey}
+
+	// Grants: store, workflow (transitions recorded, fail closed), engine.
+	st, err := openStore(ctx, cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, st.Close)
+	bus := policy.NewLocalBus()
+	a.Workflow = workflow.New(st, a.Dict, workflow.Options{
+		Sink:      recorder,
+		Publisher: bus,
+		Logger:    a.log.With("component", "workflow"),
+	})
+	if opts.SeedGrants != nil {
+		n, err := a.Workflow.Import(ctx, opts.SeedGrants(time.Now()))
+		if err != nil {
+			return nil, fmt.Errorf("seeding grants: %w", err)
+		}
+		if n > 0 {
+			a.log.Info("seeded grants", "count", n)
+		}
+	}
+	a.Engine, err = policy.NewEngine(ctx, a.Dict, st, policy.EngineOptions{Logger: a.log.With("component", "policy")})
+	if err != nil {
+		return nil, err
+	}
+	stopFollow := a.Engine.Follow(bus, 500*time.Millisecond)
+	a.closers = append(a.closers, func() error { stopFollow(); return nil })
+
+	// Departments: connector plugin processes behind breakers.
+	a.Host, err = host.New(cfg.Departments, host.Options{
+		Launcher:   opts.Launcher,
+		Logger:     a.log.With("component", "connectors"),
+		Registerer: a.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Host.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting connectors: %w", err)
+	}
+	a.closers = append(a.closers, a.Host.Close)
+
+	a.Cache = cache.New(hostSource{a.Host}, cache.Options{
+		MaxBytes:    cfg.Cache.MaxBytes,
+		MaxStale:    cfg.Cache.MaxStale,
+		NegativeTTL: cfg.Cache.NegativeTTL,
+		Registry:    a.reg,
+		Logger:      a.log.With("component", "cache"),
+	})
+
+	authn := auth.New(identities(cfg.Identities))
+	limiter := policy.NewMemoryLimiter(nil)
+	decider := api.EngineDecider{Engine: a.Engine, Limiter: limiter}
+	pipeline := &query.Pipeline{Dict: a.Dict, Policy: decider, Fetch: a.Cache, Record: recorder, MaxPage: 100}
+
+	if err := mkdirFor(cfg.Forms.CorrectionsPath); err != nil {
+		return nil, err
+	}
+	corrections, err := correctiondb.Open(ctx, cfg.Forms.CorrectionsPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening the corrections queue: %w", err)
+	}
+	a.closers = append(a.closers, corrections.Close)
+	filler := &autofill.Engine{
+		Dict:        a.Dict,
+		Forms:       forms.Default(),
+		Policy:      decider,
+		Fetch:       a.Cache,
+		Record:      recorder,
+		Corrections: corrections,
+		Logger:      a.log.With("component", "autofill"),
+	}
+
+	svcs := server.Services{
+		Gateway: &api.Gateway{
+			Auth:       authn,
+			Dict:       a.Dict,
+			Pipeline:   pipeline,
+			Grants:     api.ActiveGrantLister{Workflow: a.Workflow},
+			Connectors: a.Host,
+		},
+		Grants: &api.Grants{Auth: authn, Workflow: a.Workflow},
+		Audit:  &api.Audit{Auth: authn, Log: a.Log, SubjectKey: subjKey, Node: cfg.Node},
+		Forms:  &api.Forms{Auth: authn, Engine: filler},
+	}
+	a.srv, err = server.New(server.Options{
+		GRPCAddr:        cfg.Server.GRPCAddr,
+		RESTAddr:        cfg.Server.RESTAddr,
+		RequestTimeout:  cfg.Server.RequestTimeout,
+		MaxBodyBytes:    cfg.Server.MaxBodyBytes,
+		ShutdownTimeout: cfg.Server.ShutdownTimeout,
+		Registry:        a.reg,
+		Logger:          a.log,
+		Checks: []server.Check{
+			{Name: "grants_store", Critical: true, Fn: func(ctx context.Context) error { _, err := st.Revision(ctx); return err }},
+		},
+	}, svcs)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Listen binds the node's listeners.
+func (a *App) Listen() error { return a.srv.Listen() }
+
+// RESTAddr is the bound REST address (after Listen).
+func (a *App) RESTAddr() string { return a.srv.RESTAddr() }
+
+// GRPCAddr is the bound gRPC address (after Listen).
+func (a *App) GRPCAddr() string { return a.srv.GRPCAddr() }
+
+// Serve serves until ctx ends, then shuts down gracefully.
+func (a *App) Serve(ctx context.Context) error { return a.srv.Serve(ctx) }
+
+// Close stops everything New started, in reverse order.
+func (a *App) Close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
+// Run assembles a node, serves until ctx ends, and shuts down.
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	a, err := New(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Listen(); err != nil {
+		return err
+	}
+	return a.Serve(ctx)
+}
+
+func openStore(ctx context.Context, c config.Store) (store.Store, error) {
+	switch c.Driver {
+	case "postgres":
+		s, err := pgstore.Open(ctx, c.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("opening the PostgreSQL grant store: %w", err)
+		}
+		return s, nil
+	default:
+		if err := mkdirFor(c.Path); err != nil {
+			return nil, err
+		}
+		s, err := sqlstore.Open(ctx, c.Path)
+		if err != nil {
+			return nil, fmt.Errorf("opening the grant store %s: %w", c.Path, err)
+		}
+		return s, nil
+	}
+}
+
+func mkdirFor(path string) error {
+	return mkdirAll(filepath.Dir(path))
+}
+
+func identities(ids []config.Identity) []auth.Entry {
+	out := make([]auth.Entry, len(ids))
+	for i, id := range ids {
+		out[i] = auth.Entry{TokenSHA256: id.TokenSHA256, Identity: auth.Identity{
+			SystemID: id.SystemID, Department: id.Department, Region: id.Region, Roles: id.Roles, Subject: id.Subject,
+		}}
+	}
+	return out
+}

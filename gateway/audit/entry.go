@@ -1,0 +1,435 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// EntryVersion is the version of the entry encoding written by Encode.
+const EntryVersion = 1
+
+// Kinds of entries. Kind is an open set of lowercase words; these are the
+// ones the gateway writes.
+const (
+	KindExchange        = "exchange"
+	KindAutofill        = "autofill"
+	KindGrantTransition = "grant_transition"
+	KindCorrection      = "correction"
+)
+
+// Decisions recorded for an exchange.
+const (
+	DecisionPermit  = "permit"
+	DecisionDeny    = "deny"
+	DecisionPartial = "partial"
+)
+
+// Deliveries say where the released data came from.
+const (
+	DeliveryLive  = "live"
+	DeliveryCache = "cache"
+	DeliveryStale = "stale"
+)
+
+// ErrEncoding reports an entry that cannot be encoded or bytes that are not
+// a canonical entry encoding.
+var ErrEncoding = errors.New("invalid audit entry encoding")
+
+// Entry is one record of the whole-process log: an exchange, an auto-fill, a
+// grant workflow transition or a correction.
+//
+// The log never holds a data subject's identifier, only Subjects, keyed
+// hashes made with SubjectHash.
+type Entry struct {
+	// Version is the encoding version; zero means EntryVersion.
+	Version int
+	// Time is when the gateway decided the request; it is recorded in UTC
+	// with nanosecond precision.
+	Time time.Time
+	// RequestID is the gateway's identifier of the request.
+	RequestID string
+	// Node is the gateway node that wrote the entry.
+	Node string
+	// Kind is what happened: KindExchange, KindAutofill, ...
+	Kind string
+	// Consumer is the system identifier of the calling system.
+	Consumer string
+	// ConsumerDepartment is the department operating the calling system.
+	ConsumerDepartment string
+	// Datasets are the datasets read or concerned, in the order given.
+	Datasets []string
+	// Subjects are SubjectHash of the identifiers of the data subjects
+	// whose records the entry concerns (lowercase hex), e.g. every holder
+	// of the parcels a bounding-box query returned. Encode sorts them and
+	// drops duplicates; Decode returns them sorted.
+	Subjects []string
+	// Purpose is the purpose the consumer stated.
+	Purpose string
+	// LegalBasis lists the legal provisions the release relies on.
+	LegalBasis []string
+	// GrantIDs lists the grants the release was made under.
+	GrantIDs []string
+	// Decision is DecisionPermit, DecisionDeny or DecisionPartial, or empty
+	// for entries that are not decisions.
+	Decision string
+	// DenyReason is the stable reason of a denial.
+	DenyReason string
+	// FieldsReturned lists the fields released.
+	FieldsReturned []string
+	// FieldsWithheld lists the requested fields not released.
+	FieldsWithheld []string
+	// Department is the source department of the data.
+	Department string
+	// Delivery is DeliveryLive, DeliveryCache or DeliveryStale, or empty.
+	Delivery string
+	// ResponseDigest is Digest of the response body (lowercase hex), or
+	// empty.
+	ResponseDigest string
+	// Details holds free attributes, e.g. for workflow transitions: actor,
+	// role, opinion, from, to.
+	Details map[string]string
+}
+
+// wireEntry is the JSON form of an Entry, used to decode.
+type wireEntry struct {
+	Consumer           string            `json:"consumer"`
+	ConsumerDepartment string            `json:"consumer_department"`
+	Datasets           []string          `json:"datasets"`
+	Decision           string            `json:"decision"`
+	Delivery           string            `json:"delivery"`
+	DenyReason         string            `json:"deny_reason"`
+	Department         string            `json:"department"`
+	Details            map[string]string `json:"details"`
+	FieldsReturned     []string          `json:"fields_returned"`
+	FieldsWithheld     []string          `json:"fields_withheld"`
+	GrantIDs           []string          `json:"grant_ids"`
+	Kind               string            `json:"kind"`
+	LegalBasis         []string          `json:"legal_basis"`
+	Node               string            `json:"node"`
+	Purpose            string            `json:"purpose"`
+	RequestID          string            `json:"request_id"`
+	ResponseDigest     string            `json:"response_digest"`
+	Subjects           []string          `json:"subjects"`
+	Time               string            `json:"time"`
+}
+
+// Encode returns the canonical encoding of e, the bytes that become a Merkle
+// leaf:
+//
+//	0x01 || JSON object
+//
+// The first byte is the encoding version (EntryVersion). The JSON object has
+// its keys in ascending byte order (consumer, consumer_department, datasets,
+// decision, delivery, deny_reason, department, details, fields_returned,
+// fields_withheld, grant_ids, kind, legal_basis, node, purpose, request_id,
+// response_digest, subjects, time; the keys of details sorted likewise), no
+// insignificant white space, and omits empty strings, lists and maps except
+// "kind" and "time". "time" is RFC 3339 in UTC with up to nine fractional
+// digits and no trailing zeros. Lists keep the order given. Strings are
+// valid UTF-8 written as is, except that quotation marks and backslashes
+// are escaped with a backslash, control characters as \b \f \n \r \t or
+// \u00xx, and U+2028 and U+2029 as \u2028 and \u2029 (the output of Go's
+// encoding/json without HTML escaping). The same Entry always encodes to
+// the same bytes, and Decode accepts only bytes Encode could have written.
+func Encode(e Entry) ([]byte, error) {
+	if err := e.validate(); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 512)
+	b = append(b, EntryVersion, '{')
+	b = appendField(b, "consumer", e.Consumer)
+	b = appendField(b, "consumer_department", e.ConsumerDepartment)
+	b = appendList(b, "datasets", e.Datasets)
+	b = appendField(b, "decision", e.Decision)
+	b = appendField(b, "delivery", e.Delivery)
+	b = appendField(b, "deny_reason", e.DenyReason)
+	b = appendField(b, "department", e.Department)
+	if len(e.Details) > 0 {
+		keys := make([]string, 0, len(e.Details))
+		for k := range e.Details {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b = append(b, `"details":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, e.Details[k])
+		}
+		b = append(b, "},"...)
+	}
+	b = appendList(b, "fields_returned", e.FieldsReturned)
+	b = appendList(b, "fields_withheld", e.FieldsWithheld)
+	b = appendList(b, "grant_ids", e.GrantIDs)
+	b = append(b, `"kind":`...)
+	b = appendString(b, e.Kind)
+	b = append(b, ',')
+	b = appendList(b, "legal_basis", e.LegalBasis)
+	b = appendField(b, "node", e.Node)
+	b = appendField(b, "purpose", e.Purpose)
+	b = appendField(b, "request_id", e.RequestID)
+	b = appendField(b, "response_digest", e.ResponseDigest)
+	b = appendList(b, "subjects", normSubjects(e.Subjects))
+	b = append(b, `"time":"`...)
+	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `"}`...)
+	return b, nil
+}
+
+// appendField appends "key":"value", unless value is empty.
+func appendField(b []byte, key, value string) []byte {
+	if value == "" {
+		return b
+	}
+	b = append(b, '"')
+	b = append(b, key...)
+	b = append(b, `":`...)
+	b = appendString(b, value)
+	return append(b, ',')
+}
+
+// appendList appends "key":[...], unless the list is empty.
+func appendList(b []byte, key string, values []string) []byte {
+	if len(values) == 0 {
+		return b
+	}
+	b = append(b, '"')
+	b = append(b, key...)
+	b = append(b, `":[`...)
+	for i, v := range values {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, v)
+	}
+	return append(b, "],"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string with the escaping Encode
+// documents. s must be valid UTF-8.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// Decode parses a canonical entry encoding. It rejects unknown versions,
+// unknown keys and any encoding that Encode would not produce for the
+// decoded entry.
+func Decode(b []byte) (Entry, error) {
+	if len(b) < 2 {
+		return Entry{}, fmt.Errorf("%w: %d bytes", ErrEncoding, len(b))
+	}
+	if b[0] != EntryVersion {
+		return Entry{}, fmt.Errorf("%w: unknown version %d", ErrEncoding, b[0])
+	}
+	// Unknown keys, duplicates, white space and other variations are
+	// caught by the comparison with the re-encoding below.
+	var w wireEntry
+	if err := json.Unmarshal(b[1:], &w); err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrEncoding, err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, w.Time)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: time: %v", ErrEncoding, err)
+	}
+	e := Entry{
+		Version:            int(b[0]),
+		Time:               t.UTC(),
+		RequestID:          w.RequestID,
+		Node:               w.Node,
+		Kind:               w.Kind,
+		Consumer:           w.Consumer,
+		ConsumerDepartment: w.ConsumerDepartment,
+		Datasets:           w.Datasets,
+		Subjects:           w.Subjects,
+		Purpose:            w.Purpose,
+		LegalBasis:         w.LegalBasis,
+		GrantIDs:           w.GrantIDs,
+		Decision:           w.Decision,
+		DenyReason:         w.DenyReason,
+		FieldsReturned:     w.FieldsReturned,
+		FieldsWithheld:     w.FieldsWithheld,
+		Department:         w.Department,
+		Delivery:           w.Delivery,
+		ResponseDigest:     w.ResponseDigest,
+		Details:            w.Details,
+	}
+	again, err := Encode(e)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !bytes.Equal(again, b) {
+		return Entry{}, fmt.Errorf("%w: not in canonical form", ErrEncoding)
+	}
+	return e, nil
+}
+
+func (e *Entry) validate() error {
+	if e.Version != 0 && e.Version != EntryVersion {
+		return fmt.Errorf("%w: version %d, want %d", ErrEncoding, e.Version, EntryVersion)
+	}
+	if e.Time.IsZero() {
+		return fmt.Errorf("%w: time is not set", ErrEncoding)
+	}
+	if y := e.Time.UTC().Year(); y < 1 || y > 9999 {
+		return fmt.Errorf("%w: time %v out of range", ErrEncoding, e.Time)
+	}
+	if !isWord(e.Kind) {
+		return fmt.Errorf("%w: kind %q is not a lowercase word", ErrEncoding, e.Kind)
+	}
+	switch e.Decision {
+	case "", DecisionPermit, DecisionDeny, DecisionPartial:
+	default:
+		return fmt.Errorf("%w: decision %q", ErrEncoding, e.Decision)
+	}
+	switch e.Delivery {
+	case "", DeliveryLive, DeliveryCache, DeliveryStale:
+	default:
+		return fmt.Errorf("%w: delivery %q", ErrEncoding, e.Delivery)
+	}
+	for i, s := range e.Subjects {
+		if !isHexHash(s) {
+			// The value is not printed: it may be a raw identifier.
+			return fmt.Errorf("%w: subjects[%d] must be 64 lowercase hex digits (use SubjectHash)", ErrEncoding, i)
+		}
+	}
+	if e.ResponseDigest != "" && !isHexHash(e.ResponseDigest) {
+		return fmt.Errorf("%w: response digest must be 64 lowercase hex digits (use Digest)", ErrEncoding)
+	}
+	strs := []string{e.RequestID, e.Node, e.Consumer, e.ConsumerDepartment, e.Purpose, e.DenyReason, e.Department}
+	for _, l := range [][]string{e.Datasets, e.LegalBasis, e.GrantIDs, e.FieldsReturned, e.FieldsWithheld} {
+		strs = append(strs, l...)
+	}
+	for k, v := range e.Details {
+		strs = append(strs, k, v)
+	}
+	for _, s := range strs {
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("%w: string %q is not valid UTF-8", ErrEncoding, s)
+		}
+	}
+	return nil
+}
+
+func isWord(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && c != '_' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func isHexHash(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// SubjectHash returns the keyed hash that stands for a data subject in the
+// log: lowercase hex of HMAC-SHA256 under key of the identifier, after
+// trimming surrounding spaces and upper-casing it (unified social credit
+// codes and resident ID numbers are case-insensitive). Only the holder of
+// key can map an identifier to its entries.
+func SubjectHash(key []byte, subjectID string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(strings.ToUpper(strings.TrimSpace(subjectID))))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// SubjectHashes returns SubjectHash of every identifier in ids, sorted and
+// without duplicates: the form of Entry.Subjects. Empty identifiers are
+// skipped.
+func SubjectHashes(key []byte, ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if strings.TrimSpace(id) != "" {
+			out = append(out, SubjectHash(key, id))
+		}
+	}
+	return normSubjects(out)
+}
+
+// normSubjects returns subjects sorted and without duplicates, copying
+// only when they are not already so.
+func normSubjects(subjects []string) []string {
+	for i := 1; i < len(subjects); i++ {
+		if subjects[i-1] >= subjects[i] {
+			c := slices.Clone(subjects)
+			slices.Sort(c)
+			return slices.Compact(c)
+		}
+	}
+	return subjects
+}
+
+// Digest returns lowercase hex of SHA-256 of b, the form of
+// Entry.ResponseDigest.
+func Digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

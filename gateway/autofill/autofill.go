@@ -1,0 +1,824 @@
+// Package autofill fills application forms and one-thing bundles (一件事)
+// from what the departments already hold (the once-only principle).
+//
+// One auto-fill plans the (dataset, lookup) pairs its forms need, decides
+// each dataset under each form's purpose with the policy engine, fetches
+// every pair once through the gateway's Fetcher (so the cache and its
+// coalescing apply) in parallel under one deadline, and assembles each
+// field with its provenance, or the reason it stays empty. Fields someone
+// has disputed (校核纠错) are shown as disputed and keep the department's
+// value. Each auto-fill is one audit record; each correction is one too.
+//
+// Audit records: an auto-fill is recorded as a query.Exchange of Kind
+// "autofill" whose Dataset is the comma-joined, sorted list of the datasets
+// pulled and Department the comma-joined departments; FieldsReturned and
+// FieldsWithheld list "dataset.field" names; Subjects holds the applicant.
+// A correction is recorded with Kind "correction", the dataset and
+// department it is queued to.
+package autofill
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tongban/tongban/gateway/query"
+	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/schemas/apierr"
+	"github.com/tongban/tongban/schemas/datasets"
+	"github.com/tongban/tongban/schemas/forms"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+	"github.com/tongban/tongban/schemas/ident"
+)
+
+// Reasons a field stays unfilled or a material unsatisfied. They are stable
+// API: never rename one.
+const (
+	ReasonNoGrant               = "NO_GRANT"
+	ReasonFieldNotGranted       = "FIELD_NOT_GRANTED"
+	ReasonDepartmentUnavailable = "DEPARTMENT_UNAVAILABLE"
+	ReasonNotFound              = "NOT_FOUND"
+	ReasonSourcesDisagree       = "SOURCES_DISAGREE"
+	ReasonOutsideJurisdiction   = "OUTSIDE_JURISDICTION"
+	ReasonQuotaExceeded         = "QUOTA_EXCEEDED"
+	// ReasonTransformFailed: the department's value could not be
+	// transformed as the template says (e.g. an unknown region code).
+	ReasonTransformFailed = "TRANSFORM_FAILED"
+	// ReasonConditionNotMet: the record exists but does not meet the
+	// material's condition (e.g. the licence is 注销, not 存续).
+	ReasonConditionNotMet = "CONDITION_NOT_MET"
+	// ReasonNoSource: no department holds the material; the applicant
+	// hands it in.
+	ReasonNoSource = "NO_SOURCE"
+)
+
+// Exchange kinds recorded.
+const (
+	KindAutofill   = "autofill"
+	KindCorrection = "correction"
+)
+
+// Defaults of an Engine.
+const (
+	DefaultDeadline = 5 * time.Second
+	DefaultPageSize = 100
+)
+
+// Engine fills forms. Set the exported fields before the first call; the
+// Engine is then safe for concurrent use.
+type Engine struct {
+	// Dict is the dataset dictionary.
+	Dict *datasets.Dictionary
+	// Forms is the catalog of form templates and bundles.
+	Forms *forms.Catalog
+	// Policy decides each dataset under each form's purpose.
+	Policy query.Decider
+	// Fetch pulls department records (the gateway's cache).
+	Fetch query.Fetcher
+	// Record appends the audit records; an auto-fill that cannot be
+	// recorded is refused.
+	Record query.Recorder
+	// Corrections is the corrections queue; nil disables corrections.
+	Corrections Store
+	// Deadline bounds the fan-out to the departments of one auto-fill
+	// (DefaultDeadline when zero).
+	Deadline time.Duration
+	// PageSize is the most records asked of one lookup (DefaultPageSize
+	// when zero).
+	PageSize int32
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// Logger logs department failures (slog.Default when nil).
+	Logger *slog.Logger
+}
+
+// Request names the caller and the applicant of an auto-fill.
+type Request struct {
+	Principal policy.Principal
+	RequestID string
+	// ApplicantID is the credit code of an enterprise applicant or the
+	// resident ID of a person.
+	ApplicantID string
+}
+
+// ListForms returns the forms and bundles of the catalog.
+func (e *Engine) ListForms() *v1.ListFormsResponse {
+	out := &v1.ListFormsResponse{}
+	for _, f := range e.Forms.Forms {
+		out.Forms = append(out.Forms, &v1.FormSummary{Id: f.ID, Title: f.Title, Purpose: f.Purpose, LegalBasis: f.LegalBasis, ApplicantKind: f.ApplicantKind})
+	}
+	for _, b := range e.Forms.Bundles {
+		s := &v1.FormSummary{Id: b.ID, Title: b.Title}
+		var ps, bases []string
+		for _, id := range b.Forms {
+			f, _ := e.Forms.Form(id)
+			s.ApplicantKind = f.ApplicantKind
+			ps = appendUnique(ps, f.Purpose)
+			bases = appendUnique(bases, f.LegalBasis)
+		}
+		s.Purpose, s.LegalBasis = strings.Join(ps, ","), strings.Join(bases, "；")
+		out.Bundles = append(out.Bundles, s)
+	}
+	return out
+}
+
+// FillForm fills one form for the applicant.
+func (e *Engine) FillForm(ctx context.Context, r Request, formID string) (*v1.AutofillResponse, error) {
+	f, err := e.form(formID)
+	if err != nil {
+		return nil, err
+	}
+	out, receipt, err := e.fill(ctx, r, []*forms.Form{f}, true)
+	if err != nil {
+		return nil, err
+	}
+	out[0].Receipt = receipt
+	return out[0], nil
+}
+
+// FillBundle fills every form of a bundle; each (dataset, lookup) is
+// fetched once for the whole bundle, and the bundle is one audit record.
+func (e *Engine) FillBundle(ctx context.Context, r Request, bundleID string) (*v1.AutofillBundleResponse, error) {
+	if bundleID == "" {
+		return nil, apierr.Invalid("bundle", "is required")
+	}
+	b, ok := e.Forms.Bundle(bundleID)
+	if !ok {
+		return nil, apierr.Newf(codes.NotFound, apierr.ReasonNotFound, "bundle %q does not exist (see GET /v1/forms)", bundleID).With("bundle", bundleID)
+	}
+	fs := make([]*forms.Form, len(b.Forms))
+	for i, id := range b.Forms {
+		fs[i], _ = e.Forms.Form(id)
+	}
+	out, receipt, err := e.fill(ctx, r, fs, true)
+	if err != nil {
+		return nil, err
+	}
+	resp := &v1.AutofillBundleResponse{Bundle: b.ID, Title: b.Title, Forms: out, Summary: &v1.AutofillSummary{}, Receipt: receipt}
+	for _, f := range out {
+		resp.Summary.FieldsFilled += f.Summary.FieldsFilled
+		resp.Summary.FieldsTotal += f.Summary.FieldsTotal
+		resp.Summary.MaterialsSatisfied += f.Summary.MaterialsSatisfied
+		resp.Summary.MaterialsTotal += f.Summary.MaterialsTotal
+	}
+	return resp, nil
+}
+
+func (e *Engine) form(id string) (*forms.Form, error) {
+	if id == "" {
+		return nil, apierr.Invalid("form", "is required")
+	}
+	f, ok := e.Forms.Form(id)
+	if !ok {
+		return nil, apierr.Newf(codes.NotFound, apierr.ReasonNotFound, "form %q does not exist (see GET /v1/forms)", id).With("form", id)
+	}
+	return f, nil
+}
+
+func validateApplicant(kind, id string) error {
+	if id == "" {
+		return apierr.Invalid("applicant_id", "is required: the credit code of an enterprise or the resident ID of a person")
+	}
+	var err error
+	if kind == forms.ApplicantPerson {
+		err = ident.ValidateResidentID(id)
+	} else {
+		err = ident.ValidateCreditCode(id)
+	}
+	if err != nil {
+		return apierr.InvalidIdentifier("applicant_id", err)
+	}
+	return nil
+}
+
+// lookup is one department call: a dataset looked up by the applicant.
+type lookup struct{ dataset, by string }
+
+type fetched struct {
+	res query.Result
+	err error
+}
+
+// decided is the policy decision on one dataset for one form.
+type decided struct {
+	dec    policy.Decision
+	reason string // set when denied
+}
+
+// fill runs the whole auto-fill of forms and, when record is set, writes
+// its audit record.
+func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record bool) ([]*v1.AutofillResponse, *v1.Receipt, error) {
+	if err := validateApplicant(fs[0].ApplicantKind, r.ApplicantID); err != nil {
+		return nil, nil, err
+	}
+	now := e.now()
+
+	// Decide each dataset of each form under the form's purpose.
+	decisions := make([]map[string]*decided, len(fs))
+	need := map[lookup]*fetched{}
+	for i, f := range fs {
+		decisions[i] = map[string]*decided{}
+		for _, ds := range formDatasets(f) {
+			d := &decided{}
+			dec, err := e.Policy.Decide(ctx, policy.Request{
+				Principal: r.Principal, Dataset: ds, Fields: fieldsOf(f, ds), Purpose: f.Purpose, Time: now,
+			})
+			if err != nil {
+				reason, ok := denyReason(err)
+				if !ok {
+					return nil, nil, err
+				}
+				d.reason = reason
+			} else {
+				d.dec = dec
+			}
+			decisions[i][ds] = d
+		}
+		for _, s := range f.Sources {
+			if decisions[i][s.Dataset].reason == "" {
+				need[lookup{s.Dataset, s.By}] = &fetched{}
+			}
+		}
+	}
+
+	var disputes []*Correction
+	if e.Corrections != nil {
+		var err error
+		disputes, err = e.Corrections.List(ctx, Filter{ApplicantID: r.ApplicantID, State: StateOpen})
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading open corrections: %w", err)
+		}
+	}
+
+	e.fetchAll(ctx, r.ApplicantID, need)
+
+	a := &audit{datasets: map[string]bool{}, departments: map[string]bool{}}
+	out := make([]*v1.AutofillResponse, len(fs))
+	for i, f := range fs {
+		fr := &formRun{e: e, f: f, applicant: r.ApplicantID, now: now, decisions: decisions[i], fetched: need, disputes: disputes, audit: a}
+		out[i] = fr.run()
+	}
+	if !record {
+		return out, nil, nil
+	}
+	receipt, err := e.recordFill(ctx, r, fs, decisions, out, a, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, receipt, nil
+}
+
+// fetchAll fetches every lookup in parallel under one deadline.
+func (e *Engine) fetchAll(ctx context.Context, applicant string, need map[lookup]*fetched) {
+	deadline := e.Deadline
+	if deadline <= 0 {
+		deadline = DefaultDeadline
+	}
+	size := e.PageSize
+	if size <= 0 {
+		size = DefaultPageSize
+	}
+	fctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	var wg sync.WaitGroup
+	for l, res := range need {
+		ds, ok := e.Dict.Dataset(l.dataset)
+		if !ok {
+			res.err = apierr.Newf(codes.NotFound, apierr.ReasonUnknownDataset, "dataset %q does not exist", l.dataset)
+			continue
+		}
+		wg.Go(func() {
+			res.res, res.err = e.Fetch.Fetch(fctx, ds, &v1.FetchRequest{
+				Dataset: l.dataset, Keys: map[string]string{l.by: applicant}, PageSize: size,
+			})
+			if res.err != nil && apierr.CodeOf(res.err) != codes.NotFound {
+				e.logger().WarnContext(ctx, "auto-fill lookup failed", "dataset", l.dataset, "department", ds.Department, "err", res.err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// denyReason maps a policy error to the reason a field stays empty; false
+// means the error is not a denial and fails the auto-fill.
+func denyReason(err error) (string, bool) {
+	switch apierr.CodeOf(err) {
+	case codes.PermissionDenied:
+		if apierr.ReasonOf(err) == apierr.ReasonOutsideJurisdiction {
+			return ReasonOutsideJurisdiction, true
+		}
+		return ReasonNoGrant, true
+	case codes.ResourceExhausted:
+		return ReasonQuotaExceeded, true
+	}
+	return "", false
+}
+
+// formDatasets returns the datasets of a form's sources, sorted.
+func formDatasets(f *forms.Form) []string {
+	var out []string
+	for _, s := range f.Sources {
+		out = appendUnique(out, s.Dataset)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// fieldsOf returns the dataset fields a form shows from dataset ds, in
+// template order; nil when the form shows none (the dataset serves only
+// materials or matches), which asks the policy for any field.
+func fieldsOf(f *forms.Form, ds string) []string {
+	var out []string
+	for _, fd := range f.Fields {
+		for _, r := range fd.Refs() {
+			if s, _ := f.Source(r.Source); s.Dataset == ds {
+				out = appendUnique(out, r.Field)
+			}
+		}
+	}
+	return out
+}
+
+// audit collects what an auto-fill released.
+type audit struct {
+	mu          sync.Mutex
+	datasets    map[string]bool
+	departments map[string]bool
+	returned    []string
+	withheld    []string
+	delivery    v1.Delivery
+}
+
+func (a *audit) pulled(ds *datasets.Dataset, d v1.Delivery) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.datasets[ds.Name] = true
+	a.departments[ds.Department] = true
+	if deliveryRank(d) > deliveryRank(a.delivery) {
+		a.delivery = d
+	}
+}
+
+func (a *audit) release(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.returned = appendUnique(a.returned, name)
+}
+
+func (a *audit) withhold(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.withheld = appendUnique(a.withheld, name)
+}
+
+func deliveryRank(d v1.Delivery) int {
+	switch d {
+	case v1.Delivery_DELIVERY_LIVE:
+		return 1
+	case v1.Delivery_DELIVERY_CACHE:
+		return 2
+	case v1.Delivery_DELIVERY_STALE:
+		return 3
+	}
+	return 0
+}
+
+func deliveryName(d v1.Delivery) string {
+	switch d {
+	case v1.Delivery_DELIVERY_LIVE:
+		return "live"
+	case v1.Delivery_DELIVERY_CACHE:
+		return "cache"
+	case v1.Delivery_DELIVERY_STALE:
+		return "stale"
+	}
+	return ""
+}
+
+func (e *Engine) recordFill(ctx context.Context, r Request, fs []*forms.Form, decisions []map[string]*decided, out []*v1.AutofillResponse, a *audit, now time.Time) (*v1.Receipt, error) {
+	ex := query.Exchange{
+		Time:               now,
+		RequestID:          r.RequestID,
+		Kind:               KindAutofill,
+		Consumer:           r.Principal.SystemID,
+		ConsumerDepartment: r.Principal.Department,
+		Dataset:            strings.Join(sortedKeys(a.datasets), ","),
+		Department:         strings.Join(sortedKeys(a.departments), ","),
+		Subjects:           []string{r.ApplicantID},
+		FieldsReturned:     a.returned,
+		FieldsWithheld:     a.withheld,
+		Delivery:           deliveryName(a.delivery),
+	}
+	var purposes []string
+	for i, f := range fs {
+		purposes = appendUnique(purposes, f.Purpose)
+		for _, ds := range sortedKeys(decisions[i]) {
+			d := decisions[i][ds]
+			for _, g := range d.dec.GrantIDs {
+				ex.GrantIDs = appendUnique(ex.GrantIDs, g)
+			}
+			for _, b := range d.dec.LegalBasis {
+				ex.LegalBasis = appendUnique(ex.LegalBasis, b)
+			}
+		}
+	}
+	ex.Purpose = strings.Join(purposes, ",")
+	var filled, total uint32
+	firstReason := ""
+	h := sha256.New()
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, resp := range out {
+		filled += resp.Summary.FieldsFilled
+		total += resp.Summary.FieldsTotal
+		for _, fd := range resp.Fields {
+			if !fd.Filled && firstReason == "" {
+				firstReason = fd.UnfilledReason
+			}
+		}
+		b, err := opts.Marshal(resp)
+		if err != nil {
+			return nil, fmt.Errorf("digesting auto-fill response: %w", err)
+		}
+		h.Write(b)
+	}
+	ex.ResponseDigest = hex.EncodeToString(h.Sum(nil))
+	switch {
+	case filled == total:
+		ex.Decision = query.DecisionPermit
+	case filled > 0:
+		ex.Decision = query.DecisionPartial
+	default:
+		ex.Decision, ex.DenyReason = query.DecisionDeny, firstReason
+	}
+	receipt, err := e.Record.RecordExchange(ctx, ex)
+	if err != nil {
+		return nil, apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable,
+			"the auto-fill could not be recorded in the audit log, so it was refused").WithCause(err)
+	}
+	return receipt, nil
+}
+
+// formRun assembles one form from the fetched records.
+type formRun struct {
+	e         *Engine
+	f         *forms.Form
+	applicant string
+	now       time.Time
+	decisions map[string]*decided
+	fetched   map[lookup]*fetched
+	disputes  []*Correction
+	audit     *audit
+
+	sources map[string]*chosen
+}
+
+// chosen is the record a source settled on, or why there is none.
+type chosen struct {
+	ds     *datasets.Dataset
+	dec    *policy.Decision
+	rec    *v1.SourceRecord
+	region string
+	prov   *v1.Provenance
+	reason string
+}
+
+func (fr *formRun) run() *v1.AutofillResponse {
+	f := fr.f
+	fr.sources = map[string]*chosen{}
+	for _, s := range f.Sources {
+		fr.source(s.Name)
+	}
+	resp := &v1.AutofillResponse{Form: f.ID, Title: f.Title, Purpose: f.Purpose, LegalBasis: f.LegalBasis, Summary: &v1.AutofillSummary{}}
+	for _, fd := range f.Fields {
+		ff := fr.field(fd)
+		resp.Fields = append(resp.Fields, ff)
+		resp.Summary.FieldsTotal++
+		if ff.Filled {
+			resp.Summary.FieldsFilled++
+		}
+	}
+	for _, m := range f.Materials {
+		ms := fr.material(m)
+		resp.Materials = append(resp.Materials, ms)
+		resp.Summary.MaterialsTotal++
+		if ms.Satisfied {
+			resp.Summary.MaterialsSatisfied++
+		}
+	}
+	return resp
+}
+
+// source resolves a source (and, first, the sources it matches on).
+func (fr *formRun) source(name string) *chosen {
+	if c, ok := fr.sources[name]; ok {
+		return c
+	}
+	s, _ := fr.f.Source(name)
+	ds, _ := fr.e.Dict.Dataset(s.Dataset)
+	c := &chosen{ds: ds}
+	fr.sources[name] = c
+	d := fr.decisions[s.Dataset]
+	if d.reason != "" {
+		c.reason = d.reason
+		return c
+	}
+	c.dec = &d.dec
+	got := fr.fetched[lookup{s.Dataset, s.By}]
+	if got.err != nil {
+		if apierr.CodeOf(got.err) == codes.NotFound {
+			c.reason = ReasonNotFound
+		} else {
+			c.reason = ReasonDepartmentUnavailable
+		}
+		return c
+	}
+	fr.audit.pulled(ds, got.res.Delivery)
+	var candidates []*v1.SourceRecord
+	for _, rec := range got.res.Records {
+		fields := rec.GetFields().GetFields()
+		if fields[s.By].GetStringValue() != fr.applicant {
+			continue
+		}
+		ok := true
+		for k, vals := range s.Where {
+			if !slices.Contains(vals, forms.Text(fields[k].AsInterface())) {
+				ok = false
+				break
+			}
+		}
+		for k, ref := range s.Matches {
+			other := fr.source(ref.Source)
+			if other.rec == nil {
+				ok = false
+				break
+			}
+			want := forms.Text(other.rec.GetFields().GetFields()[ref.Field].AsInterface())
+			if forms.Text(fields[k].AsInterface()) != want {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			candidates = append(candidates, rec)
+		}
+	}
+	if len(candidates) == 0 {
+		c.reason = ReasonNotFound
+		return c
+	}
+	var admitted []*v1.SourceRecord
+	for _, rec := range candidates {
+		if c.dec.FieldsFor(regionOf(ds, rec)) != nil {
+			admitted = append(admitted, rec)
+		}
+	}
+	if len(admitted) == 0 {
+		c.reason = ReasonOutsideJurisdiction
+		return c
+	}
+	slices.SortStableFunc(admitted, func(a, b *v1.SourceRecord) int {
+		if s.Latest != "" {
+			la := forms.Text(a.GetFields().GetFields()[s.Latest].AsInterface())
+			lb := forms.Text(b.GetFields().GetFields()[s.Latest].AsInterface())
+			if n := cmp.Compare(lb, la); n != 0 {
+				return n // latest first
+			}
+		}
+		return cmp.Compare(a.GetId(), b.GetId())
+	})
+	c.rec = admitted[0]
+	c.region = regionOf(ds, c.rec)
+	c.prov = &v1.Provenance{
+		Department: ds.Department,
+		Dataset:    ds.Name,
+		RecordId:   c.rec.GetId(),
+		FetchedAt:  timestamppb.New(got.res.FetchedAt),
+		Delivery:   got.res.Delivery,
+	}
+	if got.res.Delivery != v1.Delivery_DELIVERY_LIVE && !got.res.FetchedAt.IsZero() {
+		c.prov.Age = durationpb.New(fr.now.Sub(got.res.FetchedAt))
+	}
+	return c
+}
+
+func regionOf(ds *datasets.Dataset, rec *v1.SourceRecord) string {
+	if ds.RegionField == "" {
+		return ""
+	}
+	return rec.GetFields().GetFields()[ds.RegionField].GetStringValue()
+}
+
+// value is one source field after policy and transforms.
+type value struct {
+	v      any
+	cmp    string // the unmasked transformed value, for cross-checks
+	masked bool
+	prov   *v1.Provenance
+	ref    forms.Ref
+	ds     string
+	reason string
+}
+
+func (v value) ok() bool { return v.reason == "" }
+
+// read reads ref from its source's chosen record, shaped by the decision:
+// an ungranted field is withheld, a masked one masked (and then not
+// transformed: the mask applies to the department's value).
+func (fr *formRun) read(ref forms.Ref, ts []*forms.Transform) value {
+	c := fr.source(ref.Source)
+	out := value{ref: ref, ds: c.ds.Name}
+	if c.rec == nil {
+		out.reason = c.reason
+		return out
+	}
+	if !slices.Contains(c.dec.FieldsFor(c.region), ref.Field) {
+		out.reason = ReasonFieldNotGranted
+		return out
+	}
+	out.prov = c.prov
+	raw := c.rec.GetFields().GetFields()[ref.Field].AsInterface()
+	tv, err := forms.ApplyAll(ts, raw)
+	if err != nil {
+		out.reason = ReasonTransformFailed
+		return out
+	}
+	if forms.IsEmpty(tv) {
+		out.reason = ReasonNotFound
+		return out
+	}
+	out.cmp = forms.Text(tv)
+	out.v = tv
+	if m := c.dec.MaskFor(c.region, ref.Field); m != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+		out.v = policy.ApplyMask(m, forms.Text(raw))
+		out.masked = true
+	}
+	return out
+}
+
+func toValue(v any) *structpb.Value {
+	if n, ok := v.(float64); ok {
+		return structpb.NewNumberValue(n)
+	}
+	return structpb.NewStringValue(forms.Text(v))
+}
+
+func (fr *formRun) field(fd *forms.Field) *v1.FilledField {
+	out := &v1.FilledField{Name: fd.Name, Label: fd.Label, Required: fd.Required}
+	var got value
+	if len(fd.Parts) > 0 {
+		got = fr.concat(fd)
+	} else {
+		got = fr.read(fd.From, fd.Transforms)
+		if fd.CheckRef != nil {
+			other := fr.read(*fd.CheckRef, fd.Transforms)
+			switch {
+			case got.ok() && other.ok() && got.cmp != other.cmp:
+				out.UnfilledReason = ReasonSourcesDisagree
+				out.ConflictingValues = []*structpb.Value{toValue(got.v), toValue(other.v)}
+				out.ConflictingSources = []*v1.Provenance{got.prov, other.prov}
+				fr.audit.release(got.ds + "." + got.ref.Field)
+				fr.audit.release(other.ds + "." + other.ref.Field)
+				out.Disputed = fr.disputed(fd, got)
+				return out
+			case !got.ok() && other.ok():
+				got = other
+			}
+		}
+	}
+	if !got.ok() {
+		out.UnfilledReason = got.reason
+		if got.reason == ReasonNoGrant || got.reason == ReasonFieldNotGranted {
+			fr.audit.withhold(got.ds + "." + got.ref.Field)
+		}
+		out.Disputed = fr.disputed(fd, got)
+		return out
+	}
+	out.Filled = true
+	out.Value = toValue(got.v)
+	out.Provenance = got.prov
+	out.Masked = got.masked
+	out.Disputed = fr.disputed(fd, got)
+	fr.audit.release(got.ds + "." + got.ref.Field)
+	return out
+}
+
+// concat joins the parts; a part that fails fails the field, an empty part
+// is left out.
+func (fr *formRun) concat(fd *forms.Field) value {
+	var parts []string
+	var first value
+	masked := false
+	for i, ref := range fd.Parts {
+		v := fr.read(ref, fd.Transforms)
+		if i == 0 {
+			first = v
+		}
+		if v.reason == ReasonNotFound && fr.source(ref.Source).rec != nil {
+			continue // the record has no value for this part
+		}
+		if !v.ok() {
+			return v
+		}
+		if first.prov == nil {
+			first = v
+		}
+		masked = masked || v.masked
+		parts = append(parts, forms.Text(v.v))
+		fr.audit.release(v.ds + "." + ref.Field)
+	}
+	if len(parts) == 0 {
+		first.reason = ReasonNotFound
+		return first
+	}
+	s := strings.Join(parts, fd.Separator)
+	first.v, first.cmp, first.masked, first.reason = s, s, masked, ""
+	return first
+}
+
+// disputed reports whether an open correction names this field of this
+// form, or the same department record and field from another form.
+func (fr *formRun) disputed(fd *forms.Field, v value) bool {
+	for _, c := range fr.disputes {
+		if c.Form == fr.f.ID && c.Field == fd.Name {
+			return true
+		}
+		if v.prov != nil && c.RecordID != "" && c.Dataset == v.prov.GetDataset() && c.RecordID == v.prov.GetRecordId() && c.SourceField == v.ref.Field {
+			return true
+		}
+	}
+	return false
+}
+
+func (fr *formRun) material(m *forms.Material) *v1.MaterialStatus {
+	out := &v1.MaterialStatus{Name: m.Name}
+	if m.SatisfiedBy == nil {
+		out.Reason = ReasonNoSource
+		return out
+	}
+	c := fr.source(m.SatisfiedBy.Source)
+	if c.rec == nil {
+		out.Reason = c.reason
+		return out
+	}
+	fields := c.rec.GetFields().GetFields()
+	for _, k := range sortedKeys(m.SatisfiedBy.Where) {
+		if !slices.Contains(m.SatisfiedBy.Where[k], forms.Text(fields[k].AsInterface())) {
+			out.Reason = ReasonConditionNotMet
+			out.Provenance = c.prov
+			return out
+		}
+	}
+	out.Satisfied = true
+	out.Provenance = c.prov
+	return out
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) logger() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.Default()
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "corr-" + hex.EncodeToString(b[:])
+}
+
+func appendUnique(s []string, v string) []string {
+	if slices.Contains(s, v) {
+		return s
+	}
+	return append(s, v)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
