@@ -47,12 +47,17 @@ type Options struct {
 	SeedGrants func(now time.Time) []*v1.Grant
 }
 
+// PolicyPoll is how often a node checks the grant store for changes made
+// through other nodes (changes made through this node apply at once).
+const PolicyPoll = 500 * time.Millisecond
+
 // App is one assembled gateway node.
 type App struct {
 	cfg     config.Config
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	srv     *server.Server
+	gateway *api.Gateway
 	closers []func() error
 
 	// Exposed for the demo and tests.
@@ -128,7 +133,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	stopFollow := a.Engine.Follow(bus, 500*time.Millisecond)
+	stopFollow := a.Engine.Follow(bus, PolicyPoll)
 	a.closers = append(a.closers, func() error { stopFollow(); return nil })
 
 	// Departments: connector plugin processes behind breakers.
@@ -176,17 +181,18 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		Logger:      a.log.With("component", "autofill"),
 	}
 
+	a.gateway = &api.Gateway{
+		Auth:       authn,
+		Dict:       a.Dict,
+		Pipeline:   pipeline,
+		Grants:     api.ActiveGrantLister{Workflow: a.Workflow},
+		Connectors: a.Host,
+	}
 	svcs := server.Services{
-		Gateway: &api.Gateway{
-			Auth:       authn,
-			Dict:       a.Dict,
-			Pipeline:   pipeline,
-			Grants:     api.ActiveGrantLister{Workflow: a.Workflow},
-			Connectors: a.Host,
-		},
-		Grants: &api.Grants{Auth: authn, Workflow: a.Workflow},
-		Audit:  &api.Audit{Auth: authn, Log: a.Log, SubjectKey: subjKey, Node: cfg.Node},
-		Forms:  &api.Forms{Auth: authn, Engine: filler},
+		Gateway: a.gateway,
+		Grants:  &api.Grants{Auth: authn, Workflow: a.Workflow},
+		Audit:   &api.Audit{Auth: authn, Log: a.Log, SubjectKey: subjKey, Node: cfg.Node},
+		Forms:   &api.Forms{Auth: authn, Engine: filler},
 	}
 	a.srv, err = server.New(server.Options{
 		GRPCAddr:        cfg.Server.GRPCAddr,
@@ -204,6 +210,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		return nil, err
 	}
 	return a, nil
+}
+
+// Query runs a dataset query as the caller whose credentials are in ctx's
+// incoming metadata, exactly as the gRPC and REST front ends do.
+func (a *App) Query(ctx context.Context, req *v1.QueryRequest) (*v1.QueryResponse, error) {
+	return a.gateway.QueryDataset(ctx, req)
 }
 
 // Listen binds the node's listeners.

@@ -1,0 +1,159 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tongban/tongban/connectors/builtin"
+	"github.com/tongban/tongban/connectors/host"
+	"github.com/tongban/tongban/connectors/sdk"
+	"github.com/tongban/tongban/connectors/simulate"
+	"github.com/tongban/tongban/gateway/auth"
+	"github.com/tongban/tongban/gateway/config"
+	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/policy/workflow"
+	"github.com/tongban/tongban/schemas/apierr"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+	"github.com/tongban/tongban/schemas/testenv"
+)
+
+// envConnectorType makes the test binary serve a built-in connector, so that
+// the nodes under test run real plugin processes.
+const envConnectorType = "TONGBAN_APP_TEST_CONNECTOR"
+
+func TestMain(m *testing.M) {
+	if typ := os.Getenv(envConnectorType); typ != "" {
+		c, err := builtin.New(context.Background(), typ, []byte(os.Getenv(sdk.EnvConfig)))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		sdk.Serve(c)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func testLauncher(typ string) (*exec.Cmd, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envConnectorType+"="+typ)
+	return cmd, nil
+}
+
+// nodeConfig is the configuration of one test node against the simulators.
+func nodeConfig(t *testing.T, name string, deps *simulate.Departments) config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Node = name
+	cfg.Server.RESTAddr = "127.0.0.1:0"
+	cfg.Server.GRPCAddr = "127.0.0.1:0"
+	cfg.Store.Path = filepath.Join(dir, "grants.db")
+	cfg.Audit.Dir = filepath.Join(dir, "audit")
+	cfg.Audit.SigningKeyFile = filepath.Join(dir, "audit.key")
+	cfg.Audit.SubjectKeyFile = filepath.Join(dir, "subject.key")
+	cfg.Forms.CorrectionsPath = filepath.Join(dir, "corrections.db")
+	cfg.Identities = []config.Identity{
+		{TokenSHA256: auth.Digest("t-approval"), SystemID: "approval-bureau", Department: "approval", Region: "130100"},
+	}
+	vars := map[string]string{"MARKET_URL": deps.MarketURL, "APPROVAL_URL": deps.ApprovalURL, "RESOURCES_URL": deps.ResourcesURL}
+	typ, raw, err := builtin.DemoSettings("market", vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings, err := decodeSettings(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Departments.Connectors = []host.ConnectorConfig{{Name: "market", Type: typ, Settings: settings}}
+	return cfg
+}
+
+func startNode(t *testing.T, cfg config.Config) *App {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, err := New(ctx, cfg, Options{
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Launcher:   testLauncher,
+		SeedGrants: policy.DemoGrants,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+func licenceQuery(code string) *v1.QueryRequest {
+	return &v1.QueryRequest{Dataset: "market.business_licences", Keys: map[string]string{"credit_code": code}, Purpose: "approval"}
+}
+
+func asApproval() context.Context {
+	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer t-approval"))
+}
+
+// TestRevocationReachesOtherNode runs two nodes sharing one PostgreSQL grant
+// store: a grant revoked through node A stops node B serving.
+func TestRevocationReachesOtherNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL, simulators and plugin processes")
+	}
+	dsn := testenv.Postgres(t)
+	deps, err := simulate.Start(context.Background(), simulate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deps.Close() })
+	cfgA, cfgB := nodeConfig(t, "node-a", deps), nodeConfig(t, "node-b", deps)
+	for _, c := range []*config.Config{&cfgA, &cfgB} {
+		c.Store = config.Store{Driver: "postgres", DSN: dsn}
+	}
+	a := startNode(t, cfgA)
+	b := startNode(t, cfgB)
+	code := deps.Data.SampleEnterprise().CreditCode
+
+	for _, n := range []*App{a, b} {
+		if _, err := n.Query(asApproval(), licenceQuery(code)); err != nil {
+			t.Fatalf("%s before revocation: %v", n.cfg.Node, err)
+		}
+	}
+	admin := workflow.Actor{ID: "admin-li", Roles: []string{workflow.RoleAdmin}}
+	if _, err := a.Workflow.Revoke(context.Background(), admin, "demo-approval-licences", "test"); err != nil {
+		t.Fatal(err)
+	}
+	// Node A swaps its snapshot before Revoke returns.
+	if _, err := a.Query(asApproval(), licenceQuery(code)); apierr.CodeOf(err) != codes.PermissionDenied {
+		t.Fatalf("node A after revocation: err = %v, want PERMISSION_DENIED", err)
+	}
+	// Node B learns from the shared store's revision; its poll interval is
+	// PolicyPoll. Wait for it, bounded, and report how long it took.
+	start := time.Now()
+	deadline := start.Add(10 * time.Second)
+	for {
+		_, err := b.Query(asApproval(), licenceQuery(code))
+		if apierr.CodeOf(err) == codes.PermissionDenied {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node B still serves 10s after the revocation (err %v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("node B denied %v after the revocation on node A (poll interval %v)", time.Since(start).Round(time.Millisecond), PolicyPoll)
+}
+
+func decodeSettings(raw []byte) (map[string]any, error) {
+	var m map[string]any
+	return m, yaml.Unmarshal(raw, &m)
+}
