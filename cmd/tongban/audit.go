@@ -102,15 +102,15 @@ func verifyDir(ctx context.Context, dir, vkey string, stdout io.Writer) error {
 	rep, err := audit.VerifyDir(dir, vkey)
 	fmt.Fprintf(stdout, "log directory:  %s\n", dir)
 	fmt.Fprintf(stdout, "segments:       %d\n", rep.Segments)
-	fmt.Fprintf(stdout, "entries:        %d\n", rep.Entries)
 	if err != nil {
-		fmt.Fprintf(stdout, "result:         FAILED\n")
 		var ce *audit.CorruptError
 		if errors.As(err, &ce) {
 			fmt.Fprintf(stdout, "damaged entry:  %d (file %s, offset %d): %s\n", ce.Index, ce.Segment, ce.Offset, ce.Reason)
 		}
+		fmt.Fprintf(stdout, "result:         FAILED\n")
 		return fmt.Errorf("verifying %s: %w", dir, err)
 	}
+	fmt.Fprintf(stdout, "entries:        %d\n", rep.Entries)
 	fmt.Fprintf(stdout, "root:           %s\n", b64(rep.Root))
 	fmt.Fprintf(stdout, "checkpoints:    %d verified (signatures, roots, consistency)\n", rep.Checkpoints)
 	if rep.Checkpoints > 0 {

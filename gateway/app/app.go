@@ -95,13 +95,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	if err != nil {
 		return nil, err
 	}
+	stats := audit.NewStats(beijing())
 	a.Log, err = audit.Open(ctx, audit.Config{
 		Dir:                cfg.Audit.Dir,
 		Origin:             origin,
 		SigningKey:         skey,
 		CheckpointEvery:    uint64(cfg.Audit.CheckpointEvery),
 		CheckpointInterval: cfg.Audit.CheckpointInterval,
-	}, audit.WithLogger(a.log.With("component", "audit")))
+	}, audit.WithLogger(a.log.With("component", "audit")), audit.WithReplaySink(stats))
 	if err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}

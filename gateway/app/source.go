@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/tongban/tongban/connectors/host"
+	"github.com/tongban/tongban/gateway/autofill"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
 
@@ -17,3 +19,23 @@ func (s hostSource) Fetch(ctx context.Context, req *v1.FetchRequest) (*v1.FetchR
 }
 
 func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o750) }
+
+// correctionTotals adds up the departments' correction queues for the
+// published statistics.
+type correctionTotals struct{ e *autofill.Engine }
+
+func (c correctionTotals) CorrectionCounts(ctx context.Context) (open, resolved uint64, err error) {
+	counts, err := c.e.CorrectionCounts(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, n := range counts {
+		open += uint64(n.Open)
+		resolved += uint64(n.Resolved)
+	}
+	return open, resolved, nil
+}
+
+// beijing is the time zone of the published daily statistics (China
+// Standard Time, UTC+8, no daylight saving time).
+func beijing() *time.Location { return time.FixedZone("CST", 8*60*60) }

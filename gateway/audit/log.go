@@ -15,6 +15,12 @@
 // checkpoint; consistency proofs tie checkpoints together. VerifyDir,
 // VerifyReceipt and VerifyConsistency check all of it offline with the
 // public key alone.
+//
+// An entry names its data subjects only by keyed hashes (SubjectHash); the
+// log indexes them so that EntriesForSubject serves the data-subject access
+// log. Sinks registered with WithSink see every durable entry (and, for a
+// CheckpointSink, every checkpoint): Stats keeps the published aggregates
+// and package export publishes the log to Kafka. See docs/audit.md.
 package audit
 
 import (
@@ -133,10 +139,10 @@ type segment struct {
 }
 
 type request struct {
-	frame    []byte // frame header and entry
-	leaf     merkle.Hash
-	entry    *Entry
-	done     chan result
+	frame []byte // frame header and entry
+	leaf  merkle.Hash
+	entry *Entry
+	done  chan result
 }
 
 type result struct {
@@ -510,10 +516,10 @@ func (l *Log) append(ctx context.Context, data []byte, e *Entry) (Receipt, error
 		return Receipt{}, fmt.Errorf("audit append: %w: %v", ErrFailed, failed)
 	}
 	req := &request{
-		frame:    appendFrame(make([]byte, 0, frameHeader+len(data)), data),
-		leaf:     merkle.HashLeaf(data),
-		entry:    e,
-		done:     make(chan result, 1),
+		frame: appendFrame(make([]byte, 0, frameHeader+len(data)), data),
+		leaf:  merkle.HashLeaf(data),
+		entry: e,
+		done:  make(chan result, 1),
 	}
 	l.appendMu.RLock()
 	if l.closed {

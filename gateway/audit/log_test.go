@@ -950,3 +950,71 @@ func TestVerifierKey(t *testing.T) {
 		t.Errorf("a verifier key was accepted as a signing key")
 	}
 }
+
+// cpSink records checkpoint notifications and replayed or new entries.
+type cpSink struct {
+	recordingSink
+	cmu   sync.Mutex
+	sizes []uint64
+}
+
+func (s *cpSink) CheckpointSigned(cp Checkpoint) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	s.sizes = append(s.sizes, cp.Size)
+}
+
+func TestCheckpointSinkAndQueries(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	ctx := context.Background()
+	s := &cpSink{}
+	l := openTest(t, cfg, WithSink(s))
+	if _, ok := l.LatestCheckpoint(); ok {
+		t.Fatal("an empty new log has a checkpoint")
+	}
+	for i := range 6 {
+		if _, err := l.AppendEntry(ctx, testEntry(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 || i == 4 {
+			if _, err := l.Checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if cp, ok := l.LatestCheckpoint(); !ok || cp.Size != 5 {
+		t.Fatalf("latest checkpoint %v %v, want size 5", cp.Size, ok)
+	}
+	sizes := func(cps []Checkpoint) (out []uint64) {
+		for _, c := range cps {
+			out = append(out, c.Size)
+		}
+		return out
+	}
+	for from, want := range map[uint64]string{0: "[2 5]", 1: "[2 5]", 2: "[5]", 4: "[5]", 5: "[]", 99: "[]"} {
+		if got := fmt.Sprint(sizes(l.CheckpointsAfter(from))); got != want {
+			t.Errorf("CheckpointsAfter(%d) = %s, want %s", from, got, want)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.cmu.Lock()
+	if got := fmt.Sprint(s.sizes); got != "[2 5 6]" {
+		t.Errorf("checkpoint notifications %s, want [2 5 6] (the last on Close)", got)
+	}
+	s.cmu.Unlock()
+
+	// A plain replay sink sees the stored entries on Open, then new ones.
+	r := &recordingSink{}
+	l = openTest(t, cfg, WithReplaySink(r))
+	defer l.Close()
+	if _, err := l.AppendEntry(ctx, testEntry(6)); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if got := fmt.Sprint(r.idx); got != "[0 1 2 3 4 5 6]" {
+		t.Errorf("replay sink saw %s", got)
+	}
+}

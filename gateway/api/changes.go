@@ -1,0 +1,372 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/tongban/tongban/gateway/auth"
+	"github.com/tongban/tongban/gateway/events"
+	"github.com/tongban/tongban/gateway/query"
+	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/schemas/apierr"
+	"github.com/tongban/tongban/schemas/datasets"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+)
+
+// ReasonWatchLagged is the reason of the RESOURCE_EXHAUSTED error that ends
+// a change stream whose reader fell too far behind.
+const ReasonWatchLagged = "WATCH_LAGGED"
+
+// ChangeHub fans the change events this node receives out to the change
+// streams it serves. One hub per node follows the bus (Follow) and every
+// WatchChanges stream or SSE connection watches the hub.
+type ChangeHub struct {
+	buffer int
+	maxAge time.Duration
+	start  time.Time
+
+	mu       sync.Mutex
+	next     int
+	watchers map[int]*hubWatcher
+}
+
+type hubWatcher struct {
+	ch     chan *v1.ChangeEvent
+	lagged chan struct{}
+	once   sync.Once
+}
+
+// NewChangeHub returns a hub. Each watcher may fall buffer events behind
+// before its stream is ended (default 256).
+func NewChangeHub(buffer int) *ChangeHub {
+	if buffer <= 0 {
+		buffer = 256
+	}
+	return &ChangeHub{buffer: buffer, maxAge: time.Minute, start: time.Now(), watchers: map[int]*hubWatcher{}}
+}
+
+// Notify hands one change event to every watcher. It never blocks: a
+// watcher whose buffer is full is ended with WATCH_LAGGED.
+func (h *ChangeHub) Notify(ev *v1.ChangeEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.watchers {
+		select {
+		case w.ch <- ev:
+		default:
+			w.once.Do(func() { close(w.lagged) })
+		}
+	}
+}
+
+// Follow feeds the hub from the bus's change events (events.TopicChanges)
+// under group, which must be unique to this node. Events older than a
+// minute when the hub started (history a new consumer group replays) are
+// not forwarded: a stream shows changes from the moment it opens.
+func (h *ChangeHub) Follow(ctx context.Context, sub events.Subscriber, group string) (stop func(), err error) {
+	return events.SubscribeChanges(ctx, sub, group, func(_ context.Context, ev *v1.ChangeEvent) error {
+		if at := ev.GetAt(); at != nil && at.AsTime().Before(h.start.Add(-h.maxAge)) {
+			return nil
+		}
+		h.Notify(ev)
+		return nil
+	})
+}
+
+func (h *ChangeHub) watch() (*hubWatcher, func()) {
+	w := &hubWatcher{ch: make(chan *v1.ChangeEvent, h.buffer), lagged: make(chan struct{})}
+	h.mu.Lock()
+	h.next++
+	id := h.next
+	h.watchers[id] = w
+	h.mu.Unlock()
+	return w, func() {
+		h.mu.Lock()
+		delete(h.watchers, id)
+		h.mu.Unlock()
+	}
+}
+
+// Changes serves change subscriptions: the WatchChanges gRPC stream (and so
+// its REST form, /v1/changes:watch) and Server-Sent Events at
+// /v1/changes/events. The caller's policy is applied to every notice: the
+// decision is taken again for each one, so a revoked grant stops the
+// notices at once; key values are withheld or masked as the grant says.
+type Changes struct {
+	Auth   *auth.Authenticator
+	Dict   *datasets.Dictionary
+	Policy query.Decider
+	Hub    *ChangeHub
+	// Now is the decision clock (time.Now when nil).
+	Now func() time.Time
+	// Heartbeat is the interval of SSE keep-alive comments (default 15s).
+	Heartbeat time.Duration
+	Logger    *slog.Logger
+}
+
+// WatchChanges implements the method of v1.GatewayServer: the Gateway
+// service forwards it here. Response headers are sent once the stream is
+// subscribed, so a client that has received them misses no later change.
+func (c *Changes) WatchChanges(req *v1.WatchChangesRequest, stream v1.Gateway_WatchChangesServer) error {
+	return c.run(stream.Context(), req, func() error { return stream.SendHeader(metadata.MD{}) }, stream.Send)
+}
+
+// run authenticates, checks the request, then streams notices until ctx ends.
+func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready func() error, send func(*v1.ChangeNotice) error) error {
+	id, err := c.Auth.Authenticate(ctx)
+	if err != nil {
+		return err
+	}
+	p := Principal(id)
+	names, err := c.check(ctx, p, req)
+	if err != nil {
+		return err
+	}
+	w, unwatch := c.Hub.watch()
+	defer unwatch()
+	if err := ready(); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.lagged:
+			return apierr.New(codes.ResourceExhausted, ReasonWatchLagged,
+				"the change stream fell too far behind and was ended; reconnect and re-read the records you track")
+		case ev := <-w.ch:
+			if !slices.Contains(names, ev.GetDataset()) {
+				continue
+			}
+			n, ok := c.notice(ctx, p, req.GetPurpose(), ev)
+			if !ok {
+				continue
+			}
+			if err := send(n); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// check validates the request and returns the datasets to watch. A named
+// dataset must be readable now (the error names the missing grant); with
+// none named, every dataset the caller may read now, at least one.
+func (c *Changes) check(ctx context.Context, p policy.Principal, req *v1.WatchChangesRequest) ([]string, error) {
+	if strings.TrimSpace(req.GetPurpose()) == "" {
+		return nil, apierr.Invalid("purpose", "is required: state the legal purpose of the subscription, e.g. \"inspection\"")
+	}
+	now := c.now()
+	if len(req.GetDatasets()) > 0 {
+		var out []string
+		for i, name := range req.GetDatasets() {
+			if _, ok := c.Dict.Dataset(name); !ok {
+				return nil, apierr.Newf(codes.NotFound, apierr.ReasonUnknownDataset,
+					"datasets[%d]: dataset %q does not exist (see GET /v1/catalogue)", i, name).With("dataset", name)
+			}
+			if _, err := c.Policy.Decide(ctx, policy.Request{Principal: p, Dataset: name, Purpose: req.GetPurpose(), Time: now}); err != nil {
+				return nil, err
+			}
+			if !slices.Contains(out, name) {
+				out = append(out, name)
+			}
+		}
+		return out, nil
+	}
+	var out []string
+	for _, ds := range c.Dict.Datasets {
+		if _, err := c.Policy.Decide(ctx, policy.Request{Principal: p, Dataset: ds.Name, Purpose: req.GetPurpose(), Time: now}); err == nil {
+			out = append(out, ds.Name)
+		}
+	}
+	if len(out) == 0 {
+		return nil, apierr.Newf(codes.PermissionDenied, apierr.ReasonNoGrant,
+			"%s holds no grant for purpose %q on any dataset, so there are no changes to watch", p, req.GetPurpose())
+	}
+	return out, nil
+}
+
+// notice shapes one event for the caller, deciding afresh. It returns false
+// when the caller may not see it: no grant now, or a record outside the
+// grant's jurisdiction (or of unknown region when the grant is limited).
+func (c *Changes) notice(ctx context.Context, p policy.Principal, purpose string, ev *v1.ChangeEvent) (*v1.ChangeNotice, bool) {
+	ds, ok := c.Dict.Dataset(ev.GetDataset())
+	if !ok {
+		return nil, false
+	}
+	dec, err := c.Policy.Decide(ctx, policy.Request{Principal: p, Dataset: ds.Name, Purpose: purpose, Time: c.now()})
+	if err != nil {
+		return nil, false
+	}
+	region := ""
+	if ds.RegionField != "" {
+		region = ev.GetKeys()[ds.RegionField]
+	}
+	fields := dec.FieldsFor(region)
+	if fields == nil {
+		return nil, false
+	}
+	n := &v1.ChangeNotice{
+		Dataset:    ds.Name,
+		Department: ds.Department,
+		RecordId:   ev.GetRecordId(),
+		Op:         ev.GetOp(),
+		At:         ev.GetAt(),
+	}
+	for k, v := range ev.GetKeys() {
+		if !slices.Contains(fields, k) {
+			continue // withheld
+		}
+		if m := dec.MaskFor(region, k); m != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+			v = policy.ApplyMask(m, v)
+		}
+		if n.Keys == nil {
+			n.Keys = map[string]string{}
+		}
+		n.Keys[k] = v
+	}
+	return n, true
+}
+
+func (c *Changes) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// ServeHTTP serves the change stream as Server-Sent Events:
+//
+//	GET /v1/changes/events?datasets=approval.permits&purpose=inspection
+//	Authorization: Bearer <token>
+//
+// datasets may repeat or hold a comma-separated list. Each notice is an
+// event "change" whose data is the ChangeNotice in JSON, with an increasing
+// id; a comment line every Heartbeat keeps proxies from closing the
+// connection. Errors before the stream opens are JSON with the HTTP status
+// of their gRPC code; an error that ends an open stream is an event "error".
+func (c *Changes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, errors.New("response writer cannot stream"))
+		return
+	}
+	req := &v1.WatchChangesRequest{Purpose: r.URL.Query().Get("purpose")}
+	for _, v := range r.URL.Query()["datasets"] {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				req.Datasets = append(req.Datasets, name)
+			}
+		}
+	}
+	ctx := r.Context()
+	if h := r.Header.Get("Authorization"); h != "" {
+		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", h))
+	}
+	beat := c.Heartbeat
+	if beat <= 0 {
+		beat = 15 * time.Second
+	}
+	var (
+		mu      sync.Mutex
+		started bool
+		seq     int
+	)
+	write := func(s string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := fmt.Fprint(w, s); err != nil {
+			return fmt.Errorf("writing change event: %w", err)
+		}
+		flusher.Flush()
+		return nil
+	}
+	hctx, stopBeat := context.WithCancel(ctx)
+	defer stopBeat()
+	ready := func() error {
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		mu.Lock()
+		started = true
+		mu.Unlock()
+		go func() {
+			t := time.NewTicker(beat)
+			defer t.Stop()
+			for {
+				select {
+				case <-hctx.Done():
+					return
+				case <-t.C:
+					if write(": keep-alive\n\n") != nil {
+						return
+					}
+				}
+			}
+		}()
+		return write(": subscribed\n\n")
+	}
+	send := func(n *v1.ChangeNotice) error {
+		b, err := protojson.Marshal(n)
+		if err != nil {
+			return fmt.Errorf("encoding change notice: %w", err)
+		}
+		seq++
+		return write("id: " + strconv.Itoa(seq) + "\nevent: change\ndata: " + string(b) + "\n\n")
+	}
+	err := c.run(ctx, req, ready, send)
+	stopBeat()
+	if err == nil {
+		return
+	}
+	mu.Lock()
+	open := started
+	mu.Unlock()
+	if !open {
+		writeError(w, err)
+		return
+	}
+	if ctx.Err() == nil {
+		b, _ := json.Marshal(errorBody(err))
+		_ = write("event: error\ndata: " + string(b) + "\n\n")
+	}
+}
+
+type errBody struct {
+	Code    string `json:"code"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+func errorBody(err error) errBody {
+	e := apierr.From(err)
+	return errBody{Code: e.Code.String(), Reason: e.Reason, Message: e.Msg}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	e := apierr.From(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(runtime.HTTPStatusFromCode(e.Code))
+	_ = json.NewEncoder(w).Encode(errorBody(err))
+}

@@ -1,0 +1,389 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tongban/tongban/gateway/auth"
+	"github.com/tongban/tongban/gateway/events"
+	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/schemas/datasets"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+)
+
+// swapDecider decides with a snapshot that the test can replace (a grant
+// revoked).
+type swapDecider struct {
+	snap atomic.Pointer[policy.Snapshot]
+}
+
+func (d *swapDecider) Decide(_ context.Context, req policy.Request) (policy.Decision, error) {
+	return d.snap.Load().Decide(req)
+}
+
+type watchFixture struct {
+	changes *Changes
+	bus     *events.Memory
+	policy  *swapDecider
+	dict    *datasets.Dictionary
+	grants  []*v1.Grant
+	client  v1.GatewayClient
+	http    *httptest.Server
+}
+
+// grantsWithout returns the demo grants plus a narrow one for the inspector
+// terminal, minus those whose id is in drop.
+func testGrants(now time.Time, drop ...string) []*v1.Grant {
+	var out []*v1.Grant
+	for _, g := range policy.DemoGrants(now) {
+		if g.GetId() == "demo-enforcement-permits" {
+			narrow := proto.Clone(g).(*v1.Grant)
+			narrow.Id = "test-inspector-permits"
+			narrow.Consumer = &v1.Consumer{SystemId: "inspector-terminal", Department: "enforcement"}
+			narrow.Fields = []string{"permit_id", "region_code", "status"}
+			narrow.Masks = nil
+			out = append(out, narrow)
+		}
+		out = append(out, g)
+	}
+	kept := out[:0]
+	for _, g := range out {
+		if !strings.Contains(strings.Join(drop, ","), g.GetId()) {
+			kept = append(kept, g)
+		}
+	}
+	return kept
+}
+
+type gatewayForTest struct {
+	v1.UnimplementedGatewayServer
+	*Changes
+}
+
+func (g gatewayForTest) WatchChanges(req *v1.WatchChangesRequest, s v1.Gateway_WatchChangesServer) error {
+	return g.Changes.WatchChanges(req, s)
+}
+
+func newWatchFixture(t *testing.T) *watchFixture {
+	t.Helper()
+	dict := datasets.Default()
+	now := time.Now()
+	f := &watchFixture{dict: dict, bus: events.NewMemory(slog.New(slog.DiscardHandler)), policy: &swapDecider{}}
+	f.policy.snap.Store(policy.Prepare(dict, testGrants(now), 1))
+	a := auth.New([]auth.Entry{
+		{TokenSHA256: auth.Digest("tok-enforcement"), Identity: auth.Identity{SystemID: "enforcement-platform", Department: "enforcement", Region: "1301"}},
+		{TokenSHA256: auth.Digest("tok-approval"), Identity: auth.Identity{SystemID: "approval-bureau", Department: "approval", Region: "1301"}},
+		{TokenSHA256: auth.Digest("tok-inspector"), Identity: auth.Identity{SystemID: "inspector-terminal", Department: "enforcement", Region: "1301"}},
+		{TokenSHA256: auth.Digest("tok-nobody"), Identity: auth.Identity{SystemID: "nobody", Department: "tourism", Region: "1301"}},
+	})
+	hub := NewChangeHub(64)
+	stop, err := hub.Follow(context.Background(), f.bus, "tongban-watch-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	f.changes = &Changes{Auth: a, Dict: dict, Policy: f.policy, Hub: hub, Heartbeat: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	v1.RegisterGatewayServer(srv, gatewayForTest{Changes: f.changes})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f.client = v1.NewGatewayClient(conn)
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/changes/events", f.changes)
+	f.http = httptest.NewServer(mux)
+	t.Cleanup(f.http.Close)
+	return f
+}
+
+func (f *watchFixture) publish(t *testing.T, ev *v1.ChangeEvent) {
+	t.Helper()
+	if err := events.PublishChange(context.Background(), f.bus, ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// watch opens a gRPC change stream and waits until it is subscribed.
+func (f *watchFixture) watch(t *testing.T, token, purpose string, datasets ...string) (v1.Gateway_WatchChangesClient, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	s, err := f.client.WatchChanges(ctx, &v1.WatchChangesRequest{Datasets: datasets, Purpose: purpose})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Header(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var (
+	permitInShijiazhuang = &v1.ChangeEvent{Dataset: "approval.permits", RecordId: "P-001", Op: "upsert",
+		Keys: map[string]string{"permit_id": "石审批〔2026〕001号", "applicant_id": "130102199003071237", "region_code": "130102"}}
+	permitInBaoding = &v1.ChangeEvent{Dataset: "approval.permits", RecordId: "P-002", Op: "upsert",
+		Keys: map[string]string{"permit_id": "保审批〔2026〕002号", "applicant_id": "130602198805054321", "region_code": "130602"}}
+	permitNoRegion = &v1.ChangeEvent{Dataset: "approval.permits", RecordId: "P-003", Op: "delete",
+		Keys: map[string]string{"permit_id": "审批〔2026〕003号"}}
+	licence = &v1.ChangeEvent{Dataset: "market.business_licences", RecordId: "L-001", Op: "upsert",
+		Keys: map[string]string{"credit_code": "91130100MA0G5XKQ2U", "region_code": "130102"}}
+)
+
+func TestWatchChangesShapesEveryNotice(t *testing.T) {
+	f := newWatchFixture(t)
+	enf, err := f.watch(t, "tok-enforcement", "inspection", "approval.permits", "market.business_licences")
+	if err != nil {
+		t.Fatal(err)
+	}
+	appr, err := f.watch(t, "tok-approval", "approval", "approval.permits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp, err := f.watch(t, "tok-inspector", "inspection", "approval.permits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []*v1.ChangeEvent{permitInBaoding, permitNoRegion, permitInShijiazhuang} {
+		f.publish(t, ev)
+	}
+	tests := []struct {
+		name   string
+		stream v1.Gateway_WatchChangesClient
+		want   map[string]string
+	}{
+		{"enforcement: applicant id masked", enf, map[string]string{"permit_id": "石审批〔2026〕001号", "applicant_id": "130102********1237", "region_code": "130102"}},
+		{"approval: applicant id in full", appr, map[string]string{"permit_id": "石审批〔2026〕001号", "applicant_id": "130102199003071237", "region_code": "130102"}},
+		{"inspector: applicant id withheld", insp, map[string]string{"permit_id": "石审批〔2026〕001号", "region_code": "130102"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Outside the jurisdiction (Baoding) and of unknown region: not
+			// delivered, so the first notice is the Shijiazhuang permit.
+			n, err := tc.stream.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.GetRecordId() != "P-001" || n.GetDepartment() != "approval" || n.GetOp() != "upsert" {
+				t.Fatalf("notice = %v", n)
+			}
+			if len(n.GetKeys()) != len(tc.want) {
+				t.Fatalf("keys = %v, want %v", n.GetKeys(), tc.want)
+			}
+			for k, v := range tc.want {
+				if n.GetKeys()[k] != v {
+					t.Fatalf("keys[%s] = %q, want %q (all: %v)", k, n.GetKeys()[k], v, n.GetKeys())
+				}
+			}
+		})
+	}
+
+	t.Run("revoked grant stops the notices", func(t *testing.T) {
+		f.policy.snap.Store(policy.Prepare(f.dict, testGrants(time.Now(), "demo-enforcement-permits"), 2))
+		f.publish(t, permitInShijiazhuang) // no longer granted
+		f.publish(t, licence)              // still granted
+		n, err := enf.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.GetDataset() != "market.business_licences" {
+			t.Fatalf("after revocation got %v, want the licence notice only", n)
+		}
+	})
+}
+
+func TestWatchChangesRefuses(t *testing.T) {
+	f := newWatchFixture(t)
+	tests := []struct {
+		name, token, purpose string
+		datasets             []string
+		want                 codes.Code
+	}{
+		{"no token", "", "inspection", nil, codes.Unauthenticated},
+		{"bad token", "tok-wrong", "inspection", nil, codes.Unauthenticated},
+		{"no purpose", "tok-enforcement", "", nil, codes.InvalidArgument},
+		{"unknown dataset", "tok-enforcement", "inspection", []string{"nope.nothing"}, codes.NotFound},
+		{"no grant for the dataset", "tok-enforcement", "inspection", []string{"resources.parcels"}, codes.PermissionDenied},
+		{"no grant at all", "tok-nobody", "inspection", nil, codes.PermissionDenied},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := f.watch(t, tc.token, tc.purpose, tc.datasets...)
+			if err == nil {
+				// A refusal before the stream opens arrives as trailers.
+				_, err = s.Recv()
+			}
+			if status.Code(err) != tc.want {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// sseStream reads Server-Sent Events.
+type sseStream struct {
+	r    *bufio.Reader
+	resp *http.Response
+}
+
+func (f *watchFixture) sse(t *testing.T, token, query string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.http.URL+"/v1/changes/events?"+query, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return &sseStream{r: bufio.NewReader(resp.Body), resp: resp}
+}
+
+// next returns the next event's type and data, skipping comments; bounded.
+func (s *sseStream) next(t *testing.T) (string, string, []string) {
+	t.Helper()
+	var event, data string
+	var comments []string
+	for i := 0; i < 1000; i++ {
+		line, err := s.r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading SSE: %v", err)
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case line == "" && event != "":
+			return event, data, comments
+		case strings.HasPrefix(line, ":"):
+			comments = append(comments, strings.TrimSpace(line[1:]))
+		case strings.HasPrefix(line, "event: "):
+			event = line[len("event: "):]
+		case strings.HasPrefix(line, "data: "):
+			data = line[len("data: "):]
+		}
+	}
+	t.Fatal("no event within 1000 lines")
+	return "", "", nil
+}
+
+func (s *sseStream) waitSubscribed(t *testing.T) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		line, err := s.r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading SSE: %v", err)
+		}
+		if strings.TrimSpace(line) == ": subscribed" {
+			return
+		}
+	}
+	t.Fatal("stream never subscribed")
+}
+
+func TestChangeEventsSSE(t *testing.T) {
+	f := newWatchFixture(t)
+	s := f.sse(t, "tok-enforcement", "datasets=approval.permits,market.business_licences&purpose=inspection")
+	if s.resp.StatusCode != http.StatusOK || s.resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("status %d, content type %q", s.resp.StatusCode, s.resp.Header.Get("Content-Type"))
+	}
+	s.waitSubscribed(t)
+	f.publish(t, permitInBaoding)
+	f.publish(t, permitInShijiazhuang)
+	event, data, _ := s.next(t)
+	if event != "change" {
+		t.Fatalf("event %q", event)
+	}
+	var n v1.ChangeNotice
+	if err := protojson.Unmarshal([]byte(data), &n); err != nil {
+		t.Fatalf("data %q: %v", data, err)
+	}
+	if n.GetRecordId() != "P-001" || n.GetKeys()["applicant_id"] != "130102********1237" {
+		t.Fatalf("notice = %v", &n)
+	}
+	if strings.Contains(data, "130102199003071237") {
+		t.Fatal("SSE notice carries the unmasked resident ID")
+	}
+	// A notice of unknown region is not delivered to a caller whose grant
+	// is limited to a jurisdiction; the next one is.
+	f.publish(t, permitNoRegion)
+	f.publish(t, licence)
+	_, data, _ = s.next(t)
+	if !strings.Contains(data, "L-001") {
+		t.Fatalf("second notice %q, want the licence", data)
+	}
+
+	t.Run("errors before the stream are JSON with the HTTP status", func(t *testing.T) {
+		tests := []struct {
+			token, query string
+			status       int
+			reason       string
+		}{
+			{"", "purpose=inspection", http.StatusUnauthorized, "UNAUTHENTICATED"},
+			{"tok-enforcement", "datasets=resources.parcels&purpose=inspection", http.StatusForbidden, ""},
+			{"tok-enforcement", "datasets=approval.permits", http.StatusBadRequest, "INVALID_ARGUMENT"},
+		}
+		for _, tc := range tests {
+			s := f.sse(t, tc.token, tc.query)
+			if s.resp.StatusCode != tc.status {
+				t.Fatalf("%s: status %d, want %d", tc.query, s.resp.StatusCode, tc.status)
+			}
+			var body errBody
+			if err := json.NewDecoder(s.r).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			if tc.reason != "" && body.Reason != tc.reason {
+				t.Fatalf("%s: reason %q, want %q", tc.query, body.Reason, tc.reason)
+			}
+		}
+	})
+}
+
+func TestHubEndsLaggingWatchers(t *testing.T) {
+	h := NewChangeHub(1)
+	w, unwatch := h.watch()
+	defer unwatch()
+	h.Notify(licence)
+	select {
+	case <-w.lagged:
+		t.Fatal("lagged after one event with a buffer of one")
+	default:
+	}
+	h.Notify(licence)
+	select {
+	case <-w.lagged:
+	default:
+		t.Fatal("not lagged after overflowing the buffer")
+	}
+	h.Notify(licence) // closing twice must not panic
+}
