@@ -270,6 +270,16 @@ func (h *Host) Status() []*v1.ConnectorStatus {
 	return out
 }
 
+// CanWatch reports whether any connector has the watch capability.
+func (h *Host) CanWatch() bool {
+	for _, c := range h.conns {
+		if c.canWatch() {
+			return true
+		}
+	}
+	return false
+}
+
 // Watch streams the change events of datasets (all watchable datasets when
 // empty) from every connector with the "watch" capability into fn, one call
 // at a time. When a plugin restarts, watching it resumes on the new process.

@@ -37,6 +37,8 @@ type Gateway struct {
 	Pipeline   *query.Pipeline
 	Grants     ActiveGrants
 	Connectors ConnectorStatuses
+	// Changes serves WatchChanges; nil leaves it unimplemented.
+	Changes *Changes
 }
 
 var _ v1.GatewayServer = (*Gateway)(nil)
@@ -113,6 +115,14 @@ func consumerName(c *v1.Consumer) string {
 		parts = append(parts, "role "+c.GetRole())
 	}
 	return strings.Join(parts, ", ")
+}
+
+// WatchChanges implements v1.GatewayServer.
+func (g *Gateway) WatchChanges(req *v1.WatchChangesRequest, stream v1.Gateway_WatchChangesServer) error {
+	if g.Changes == nil {
+		return g.UnimplementedGatewayServer.WatchChanges(req, stream)
+	}
+	return g.Changes.WatchChanges(req, stream)
 }
 
 // ListConnectors implements v1.GatewayServer. Any authenticated caller may

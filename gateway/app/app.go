@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,12 +20,16 @@ import (
 	"github.com/tongban/tongban/connectors/host"
 	"github.com/tongban/tongban/gateway/api"
 	"github.com/tongban/tongban/gateway/audit"
+	"github.com/tongban/tongban/gateway/audit/export"
 	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/gateway/autofill"
 	"github.com/tongban/tongban/gateway/autofill/correctiondb"
 	"github.com/tongban/tongban/gateway/cache"
 	"github.com/tongban/tongban/gateway/config"
+	"github.com/tongban/tongban/gateway/events"
+	"github.com/tongban/tongban/gateway/ogc"
 	"github.com/tongban/tongban/gateway/query"
+	"github.com/tongban/tongban/gateway/quota"
 	"github.com/tongban/tongban/gateway/server"
 	"github.com/tongban/tongban/policy"
 	"github.com/tongban/tongban/policy/store"
@@ -59,6 +65,7 @@ type App struct {
 	srv     *server.Server
 	gateway *api.Gateway
 	closers []func() error
+	bg      sync.WaitGroup
 
 	// Exposed for the demo and tests.
 	Dict        *datasets.Dictionary
@@ -83,6 +90,30 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		}
 	}()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Background work (event relays, export) lives until Close.
+	life, stopLife := context.WithCancel(context.WithoutCancel(ctx))
+	a.closers = append(a.closers, func() error { stopLife(); a.bg.Wait(); return nil })
+
+	// Events between nodes: Kafka when configured, in process otherwise.
+	var checks []server.Check
+	var bus events.Bus
+	if brokers := cfg.Events.Kafka.Brokers; len(brokers) > 0 {
+		k, err := events.NewKafka(ctx, events.KafkaOptions{
+			Brokers:           brokers,
+			Topics:            events.Topics,
+			Partitions:        cfg.Events.Kafka.Partitions,
+			ReplicationFactor: cfg.Events.Kafka.ReplicationFactor,
+			Logger:            a.log.With("component", "events"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("connecting to Kafka: %w", err)
+		}
+		bus = k
+		checks = append(checks, server.Check{Name: "kafka", Fn: k.Healthy})
+	} else {
+		bus = events.NewMemory(a.log.With("component", "events"))
+	}
+	a.closers = append(a.closers, bus.Close)
 
 	// Whole-process record first: nothing is served that cannot be recorded.
 	origin := "tongban/" + cfg.Node
@@ -96,17 +127,31 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		return nil, err
 	}
 	stats := audit.NewStats(beijing())
+	auditOpts := []audit.Option{audit.WithLogger(a.log.With("component", "audit")), audit.WithReplaySink(stats)}
+	var exporter *export.Exporter
+	if brokers := cfg.Events.Kafka.Brokers; len(brokers) > 0 {
+		exporter, err = export.New(export.Config{Brokers: brokers, Node: cfg.Node, CursorFile: cfg.Audit.ExportCursorFile},
+			export.Options{Registry: a.reg, Logger: a.log.With("component", "audit-export")})
+		if err != nil {
+			return nil, fmt.Errorf("audit export: %w", err)
+		}
+		a.closers = append(a.closers, func() error { exporter.Close(); return nil })
+		auditOpts = append(auditOpts, audit.WithSink(exporter))
+	}
 	a.Log, err = audit.Open(ctx, audit.Config{
 		Dir:                cfg.Audit.Dir,
 		Origin:             origin,
 		SigningKey:         skey,
 		CheckpointEvery:    uint64(cfg.Audit.CheckpointEvery),
 		CheckpointInterval: cfg.Audit.CheckpointInterval,
-	}, audit.WithLogger(a.log.With("component", "audit")), audit.WithReplaySink(stats))
+	}, auditOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	a.closers = append(a.closers, a.Log.Close)
+	if exporter != nil {
+		a.background(func() { _ = exporter.Run(life, a.Log) })
+	}
 	recorder := &api.Recorder{Log: a.Log, Node: cfg.Node, SubjectKey: subjKey}
 
 	// Grants: store, workflow (transitions recorded, fail closed), engine.
@@ -115,10 +160,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		return nil, err
 	}
 	a.closers = append(a.closers, st.Close)
-	bus := policy.NewLocalBus()
+	// Grant changes apply at once on this node (local bus) and reach the
+	// other nodes through the event stream; every node also polls the
+	// store's revision as a safety net.
+	grants := grantBus{local: policy.NewLocalBus(), remote: &events.GrantBus{Bus: bus, Group: "tongban-policy-" + cfg.Node, Logger: a.log}}
 	a.Workflow = workflow.New(st, a.Dict, workflow.Options{
 		Sink:      recorder,
-		Publisher: bus,
+		Publisher: grants,
 		Logger:    a.log.With("component", "workflow"),
 	})
 	if opts.SeedGrants != nil {
@@ -134,7 +182,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	stopFollow := a.Engine.Follow(bus, PolicyPoll)
+	stopFollow := a.Engine.Follow(grants, PolicyPoll)
 	a.closers = append(a.closers, func() error { stopFollow(); return nil })
 
 	// Departments: connector plugin processes behind breakers.
@@ -151,16 +199,57 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	}
 	a.closers = append(a.closers, a.Host.Close)
 
-	a.Cache = cache.New(hostSource{a.Host}, cache.Options{
-		MaxBytes:    cfg.Cache.MaxBytes,
-		MaxStale:    cfg.Cache.MaxStale,
-		NegativeTTL: cfg.Cache.NegativeTTL,
-		Registry:    a.reg,
-		Logger:      a.log.With("component", "cache"),
-	})
+	copts := cache.Options{
+		MaxBytes:     cfg.Cache.MaxBytes,
+		MaxStale:     cfg.Cache.MaxStale,
+		NegativeTTL:  cfg.Cache.NegativeTTL,
+		Freshness:    cfg.Cache.Freshness,
+		FetchTimeout: cfg.Cache.FetchTimeout,
+		Registry:     a.reg,
+		Logger:       a.log.With("component", "cache"),
+	}
+	var limiter policy.Limiter = policy.NewMemoryLimiter(nil)
+	if r := cfg.Cache.Redis; len(r.Addrs) > 0 {
+		keys, err := cache.ParseKeyring(r.Keys)
+		if err != nil {
+			return nil, fmt.Errorf("cache.redis.keys: %w", err)
+		}
+		ropts := cache.RedisOptions{
+			Addrs: r.Addrs, MasterName: r.MasterName, Cluster: r.Cluster, Username: r.Username, Password: r.Password,
+			DB: r.DB, KeyPrefix: r.KeyPrefix, Keyring: keys, Timeout: r.Timeout, Cooldown: r.Cooldown,
+		}
+		ropts.Client = cache.NewRedisClient(ropts)
+		a.closers = append(a.closers, ropts.Client.Close)
+		copts.Redis = &ropts
+		limiter = quota.New(ropts.Client, quota.Options{})
+	}
+	if err := copts.Validate(); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	a.Cache = cache.New(hostSource{a.Host}, copts)
+	a.closers = append(a.closers, a.Cache.Close)
+	if copts.Redis != nil {
+		checks = append(checks, server.Check{Name: "redis", Fn: a.Cache.Healthy})
+	}
+	// Change events: every node evicts, subscribers are notified, and this
+	// node relays its connectors' change streams onto the event stream.
+	stopEvict, err := a.Cache.FollowChanges(life, bus, "tongban-cache-"+cfg.Node)
+	if err != nil {
+		return nil, fmt.Errorf("following change events: %w", err)
+	}
+	a.closers = append(a.closers, func() error { stopEvict(); return nil })
+	hub := api.NewChangeHub(256)
+	stopHub, err := hub.Follow(life, bus, "tongban-watch-"+cfg.Node)
+	if err != nil {
+		return nil, fmt.Errorf("following change events: %w", err)
+	}
+	a.closers = append(a.closers, func() error { stopHub(); return nil })
+	if a.Host.CanWatch() {
+		relay := &events.Relay{Source: a.Host, Bus: bus, Logger: a.log.With("component", "change-relay")}
+		a.background(func() { _ = relay.Run(life) })
+	}
 
 	authn := auth.New(identities(cfg.Identities))
-	limiter := policy.NewMemoryLimiter(nil)
 	decider := api.EngineDecider{Engine: a.Engine, Limiter: limiter}
 	pipeline := &query.Pipeline{Dict: a.Dict, Policy: decider, Fetch: a.Cache, Record: recorder, MaxPage: 100}
 
@@ -182,13 +271,17 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		Logger:      a.log.With("component", "autofill"),
 	}
 
+	changes := &api.Changes{Auth: authn, Dict: a.Dict, Policy: decider, Hub: hub, Logger: a.log.With("component", "changes")}
 	a.gateway = &api.Gateway{
 		Auth:       authn,
 		Dict:       a.Dict,
 		Pipeline:   pipeline,
 		Grants:     api.ActiveGrantLister{Workflow: a.Workflow},
 		Connectors: a.Host,
+		Changes:    changes,
 	}
+	spatial := &ogc.Handler{Auth: authn, Pipeline: pipeline, Dict: a.Dict,
+		Policy: api.EngineDecider{Engine: a.Engine}, DefaultPurpose: "approval", Logger: a.log.With("component", "ogc")}
 	svcs := server.Services{
 		Gateway: a.gateway,
 		Grants:  &api.Grants{Auth: authn, Workflow: a.Workflow},
@@ -203,14 +296,27 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		ShutdownTimeout: cfg.Server.ShutdownTimeout,
 		Registry:        a.reg,
 		Logger:          a.log,
-		Checks: []server.Check{
+		Checks: append([]server.Check{
 			{Name: "grants_store", Critical: true, Fn: func(ctx context.Context) error { _, err := st.Revision(ctx); return err }},
+		}, checks...),
+		Handlers: map[string]http.Handler{
+			"GET /v1/changes/events": changes,
+			// The spatial façade: OGC API – Features over the caller's policy.
+			// Browsing collections decides without charging quota.
+			"GET /ogc/": spatial,
+			"GET /ogc":  spatial,
 		},
 	}, svcs)
 	if err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// background runs fn until the app's lifetime context ends; Close waits.
+func (a *App) background(fn func()) {
+	a.bg.Add(1)
+	go func() { defer a.bg.Done(); fn() }()
 }
 
 // Query runs a dataset query as the caller whose credentials are in ctx's

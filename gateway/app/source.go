@@ -7,6 +7,7 @@ import (
 
 	"github.com/tongban/tongban/connectors/host"
 	"github.com/tongban/tongban/gateway/autofill"
+	"github.com/tongban/tongban/policy"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
 
@@ -39,3 +40,23 @@ func (c correctionTotals) CorrectionCounts(ctx context.Context) (open, resolved 
 // beijing is the time zone of the published daily statistics (China
 // Standard Time, UTC+8, no daylight saving time).
 func beijing() *time.Location { return time.FixedZone("CST", 8*60*60) }
+
+// grantBus announces grant changes on this node at once (local, synchronous)
+// and to the other nodes (remote), and delivers both to the engine.
+type grantBus struct {
+	local  *policy.LocalBus
+	remote policy.Bus
+}
+
+func (b grantBus) Publish(ctx context.Context, c policy.Change) error {
+	if err := b.local.Publish(ctx, c); err != nil {
+		return err
+	}
+	return b.remote.Publish(ctx, c)
+}
+
+func (b grantBus) Subscribe(handle func(context.Context, policy.Change)) func() {
+	stopLocal := b.local.Subscribe(handle)
+	stopRemote := b.remote.Subscribe(handle)
+	return func() { stopLocal(); stopRemote() }
+}

@@ -1,18 +1,27 @@
-// Package auth authenticates callers. Member systems and staff present a
-// bearer token; tokens are kept only as SHA-256 digests. The same code serves
-// gRPC and REST: grpc-gateway forwards the Authorization header as incoming
-// metadata, so services call Authenticate with their request context.
+// Package auth authenticates callers. Member systems present a client
+// certificate (mutual TLS) whose identity URI names them, or a bearer token;
+// tokens are kept only as SHA-256 digests. The same code serves gRPC and
+// REST: for gRPC the verified certificate comes from the connection's peer,
+// for REST the server's middleware puts it into the request context with
+// WithVerifiedCert, and grpc-gateway forwards the Authorization header as
+// incoming metadata; services call Authenticate with their request context.
+//
+// When a request carries both a verified client certificate and a bearer
+// token, the certificate wins and the token is ignored.
 package auth
 
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/tongban/tongban/schemas/apierr"
 )
@@ -42,9 +51,25 @@ type Identity struct {
 // HasRole reports whether the identity holds role.
 func (id Identity) HasRole(role string) bool { return slices.Contains(id.Roles, role) }
 
-// Authenticator maps bearer tokens to identities.
+// Authenticator maps verified client certificates and bearer tokens to
+// identities.
 type Authenticator struct {
 	byDigest map[string]Identity
+	certs    CertParser
+}
+
+// CertParser reads the identity a verified client certificate carries
+// (gateway/identity.ParseIdentity).
+type CertParser func(cert *x509.Certificate) (Identity, error)
+
+// Option configures an Authenticator.
+type Option func(*Authenticator)
+
+// WithCertificates makes the authenticator accept verified client
+// certificates, reading their identity with parse. Without it, certificates
+// are ignored and every caller needs a bearer token.
+func WithCertificates(parse CertParser) Option {
+	return func(a *Authenticator) { a.certs = parse }
 }
 
 // Entry is one identity with the hex SHA-256 digest of its token.
@@ -53,11 +78,14 @@ type Entry struct {
 	Identity    Identity
 }
 
-// New returns an authenticator for the given identities.
-func New(entries []Entry) *Authenticator {
+// New returns an authenticator for the given token identities.
+func New(entries []Entry, opts ...Option) *Authenticator {
 	a := &Authenticator{byDigest: make(map[string]Identity, len(entries))}
 	for _, e := range entries {
 		a.byDigest[strings.ToLower(e.TokenSHA256)] = e.Identity
+	}
+	for _, o := range opts {
+		o(a)
 	}
 	return a
 }
@@ -74,8 +102,22 @@ var errNoToken = apierr.New(codes.Unauthenticated, apierr.ReasonUnauthenticated,
 var errBadToken = apierr.New(codes.Unauthenticated, apierr.ReasonUnauthenticated,
 	"the bearer token is not valid")
 
-// Authenticate returns the caller's identity from the request context.
+// Authenticate returns the caller's identity from the request context: from
+// its verified client certificate when there is one (and the authenticator
+// accepts certificates), otherwise from its bearer token. A verified
+// certificate that carries no valid identity is refused; the request does
+// not fall back to the token.
 func (a *Authenticator) Authenticate(ctx context.Context) (Identity, error) {
+	if a.certs != nil {
+		if cert := VerifiedCert(ctx); cert != nil {
+			id, err := a.certs(cert)
+			if err != nil {
+				return Identity{}, apierr.Newf(codes.Unauthenticated, apierr.ReasonUnauthenticated,
+					"the client certificate carries no valid Tongban identity: %v", err).WithCause(err)
+			}
+			return id, nil
+		}
+	}
 	token, ok := BearerToken(ctx)
 	if !ok {
 		return Identity{}, errNoToken
@@ -85,6 +127,35 @@ func (a *Authenticator) Authenticate(ctx context.Context) (Identity, error) {
 		return Identity{}, errBadToken
 	}
 	return id, nil
+}
+
+type verifiedCertKey struct{}
+
+// WithVerifiedCert returns ctx carrying the leaf of a client certificate
+// chain that the TLS handshake verified. Only the REST server's middleware
+// calls it, with http.Request.TLS.VerifiedChains[0][0]; nothing a client
+// sends in headers or metadata can set this value.
+func WithVerifiedCert(ctx context.Context, cert *x509.Certificate) context.Context {
+	return context.WithValue(ctx, verifiedCertKey{}, cert)
+}
+
+// VerifiedCert returns the verified client certificate of the request: the
+// one WithVerifiedCert attached (REST), or the leaf of the first verified
+// chain of the gRPC peer's TLS connection. It returns nil when the caller
+// presented no certificate or the connection is not TLS.
+func VerifiedCert(ctx context.Context) *x509.Certificate {
+	if c, ok := ctx.Value(verifiedCertKey{}).(*x509.Certificate); ok && c != nil {
+		return c
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.AuthInfo == nil {
+		return nil
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return ti.State.VerifiedChains[0][0]
 }
 
 // BearerToken extracts the bearer token from incoming metadata.

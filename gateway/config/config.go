@@ -35,6 +35,8 @@ type Config struct {
 	Cache Cache `yaml:"cache"`
 	// Forms configures auto-fill.
 	Forms Forms `yaml:"forms"`
+	// Events configures the event stream between nodes (Kafka).
+	Events Events `yaml:"events"`
 	// Departments configures the connector host: the department connectors
 	// to launch, their breakers, deadlines and bulkheads.
 	Departments host.Config `yaml:"departments"`
@@ -55,6 +57,42 @@ type Server struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// TLS, when its cert_file is set, serves both listeners over TLS and
+	// optionally verifies client certificates (mutual TLS identities).
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS configures TLS on the gRPC and REST listeners. See docs/security.md.
+type TLS struct {
+	// CertFile is the server's PEM certificate chain, leaf first. Setting it
+	// turns TLS on.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the server's PEM private key.
+	KeyFile string `yaml:"key_file"`
+	// ClientCAFile holds the PEM certificates of the CA that signs member
+	// systems' client certificates ("tongban ca init").
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is "require" (every caller presents a client certificate
+	// signed by the client CA), "request" (a certificate is verified when
+	// sent; callers without one may use a bearer token) or "none" (no client
+	// certificates). Empty means "require" with a client CA, else "none".
+	ClientAuth string `yaml:"client_auth"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// Mode returns the effective client authentication mode: ClientAuth, or its
+// default when empty.
+func (t TLS) Mode() string {
+	switch {
+	case t.ClientAuth != "":
+		return t.ClientAuth
+	case t.ClientCAFile != "":
+		return "require"
+	default:
+		return "none"
+	}
 }
 
 // Identity is a caller known by a bearer token. Tokens are stored hashed:
@@ -101,6 +139,9 @@ type Audit struct {
 	// CheckpointInterval signs a checkpoint at least this often when there
 	// are new entries.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// ExportCursorFile records how far the Kafka export got (used when
+	// events.kafka is configured). Keep it outside Dir.
+	ExportCursorFile string `yaml:"export_cursor_file"`
 }
 
 // Cache configures the record cache.
@@ -112,6 +153,49 @@ type Cache struct {
 	MaxStale time.Duration `yaml:"max_stale"`
 	// NegativeTTL is how long a not-found answer is cached.
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	// Freshness overrides, per dataset, how long a record may be served from
+	// the cache (default: the dataset dictionary's freshness).
+	Freshness map[string]time.Duration `yaml:"freshness"`
+	// FetchTimeout bounds one coalesced department call.
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	// Redis, when Addrs is set, adds a tier shared by all gateway nodes.
+	Redis Redis `yaml:"redis"`
+}
+
+// Redis configures the shared cache tier and the cross-node quota counters.
+type Redis struct {
+	// Addrs: one address for a standalone server, several for Sentinel
+	// (with MasterName) or Cluster (with Cluster).
+	Addrs      []string `yaml:"addrs"`
+	MasterName string   `yaml:"master_name"`
+	Cluster    bool     `yaml:"cluster"`
+	Username   string   `yaml:"username"`
+	// Password; prefer the environment (TONGBAN_CACHE_REDIS_PASSWORD).
+	Password  string `yaml:"password"`
+	DB        int    `yaml:"db"`
+	KeyPrefix string `yaml:"key_prefix"`
+	// Keys are the AES-256 keys that seal cached values, "id:base64,..."
+	// with the current key first. Set them through the environment
+	// (TONGBAN_CACHE_KEYS), not the file.
+	Keys string `yaml:"keys"`
+	// Timeout bounds one Redis call.
+	Timeout time.Duration `yaml:"timeout"`
+	// Cooldown is how long the node skips Redis after an error.
+	Cooldown time.Duration `yaml:"cooldown"`
+}
+
+// Events configures the event stream between gateway nodes.
+type Events struct {
+	// Kafka, when Brokers is set, carries change events, grant changes and
+	// the audit export between nodes; otherwise events stay in process.
+	Kafka Kafka `yaml:"kafka"`
+}
+
+// Kafka configures the Kafka brokers.
+type Kafka struct {
+	Brokers           []string `yaml:"brokers"`
+	Partitions        int      `yaml:"partitions"`
+	ReplicationFactor int      `yaml:"replication_factor"`
 }
 
 // Forms configures auto-fill of application forms.
@@ -148,6 +232,7 @@ func Default() Config {
 			SubjectKeyFile:     "var/subject.key",
 			CheckpointEvery:    1000,
 			CheckpointInterval: 10 * time.Second,
+			ExportCursorFile:   "var/audit-export.cursor",
 		},
 		Cache: Cache{MaxBytes: 64 << 20, MaxStale: time.Hour, NegativeTTL: 30 * time.Second},
 		Forms: Forms{CorrectionsPath: "var/corrections.db"},
@@ -199,6 +284,10 @@ var envKeys = map[string]func(*Config, string) error{
 	"SERVER_GRPC_ADDR":          func(c *Config, v string) error { c.Server.GRPCAddr = v; return nil },
 	"SERVER_REST_ADDR":          func(c *Config, v string) error { c.Server.RESTAddr = v; return nil },
 	"SERVER_REQUEST_TIMEOUT":    durationVar(func(c *Config) *time.Duration { return &c.Server.RequestTimeout }),
+	"SERVER_TLS_CERT_FILE":      func(c *Config, v string) error { c.Server.TLS.CertFile = v; return nil },
+	"SERVER_TLS_KEY_FILE":       func(c *Config, v string) error { c.Server.TLS.KeyFile = v; return nil },
+	"SERVER_TLS_CLIENT_CA_FILE": func(c *Config, v string) error { c.Server.TLS.ClientCAFile = v; return nil },
+	"SERVER_TLS_CLIENT_AUTH":    func(c *Config, v string) error { c.Server.TLS.ClientAuth = v; return nil },
 	"STORE_DRIVER":              func(c *Config, v string) error { c.Store.Driver = v; return nil },
 	"STORE_PATH":                func(c *Config, v string) error { c.Store.Path = v; return nil },
 	"STORE_DSN":                 func(c *Config, v string) error { c.Store.DSN = v; return nil },
@@ -207,6 +296,10 @@ var envKeys = map[string]func(*Config, string) error{
 	"AUDIT_SUBJECT_KEY_FILE":    func(c *Config, v string) error { c.Audit.SubjectKeyFile = v; return nil },
 	"AUDIT_CHECKPOINT_INTERVAL": durationVar(func(c *Config) *time.Duration { return &c.Audit.CheckpointInterval }),
 	"CACHE_MAX_STALE":           durationVar(func(c *Config) *time.Duration { return &c.Cache.MaxStale }),
+	"CACHE_KEYS":                func(c *Config, v string) error { c.Cache.Redis.Keys = v; return nil },
+	"CACHE_REDIS_ADDRS":         func(c *Config, v string) error { c.Cache.Redis.Addrs = splitList(v); return nil },
+	"CACHE_REDIS_PASSWORD":      func(c *Config, v string) error { c.Cache.Redis.Password = v; return nil },
+	"EVENTS_KAFKA_BROKERS":      func(c *Config, v string) error { c.Events.Kafka.Brokers = splitList(v); return nil },
 	"LOG_LEVEL":                 func(c *Config, v string) error { c.Log.Level = v; return nil },
 	"LOG_FORMAT":                func(c *Config, v string) error { c.Log.Format = v; return nil },
 }
@@ -220,6 +313,16 @@ func durationVar(field func(*Config) *time.Duration) func(*Config, string) error
 		*field(c) = d
 		return nil
 	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // EnvNames returns the environment variables that override settings.
@@ -281,6 +384,7 @@ func (c *Config) Validate() error {
 	if c.Server.MaxBodyBytes <= 0 {
 		bad("server.max_body_bytes", "must be positive")
 	}
+	validateTLS(c.Server.TLS, bad)
 	seen := map[string]bool{}
 	for i, id := range c.Identities {
 		key := fmt.Sprintf("identities[%d]", i)
@@ -333,6 +437,30 @@ func (c *Config) Validate() error {
 	if c.Cache.MaxStale < 0 {
 		bad("cache.max_stale", "must not be negative")
 	}
+	for name, d := range c.Cache.Freshness {
+		if d <= 0 {
+			bad("cache.freshness."+name, "must be positive")
+		}
+	}
+	for i, a := range c.Cache.Redis.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(fmt.Sprintf("cache.redis.addrs[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if len(c.Cache.Redis.Addrs) > 0 && c.Cache.Redis.Keys == "" {
+		bad("cache.redis.keys", "the Redis tier needs sealing keys (set TONGBAN_CACHE_KEYS to \"id:base64-of-32-bytes\"): Redis never holds plain text")
+	}
+	if c.Cache.Redis.MasterName != "" && c.Cache.Redis.Cluster {
+		bad("cache.redis.cluster", "a Sentinel master_name and cluster mode exclude each other")
+	}
+	for i, b := range c.Events.Kafka.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			bad(fmt.Sprintf("events.kafka.brokers[%d]", i), "%q is not host:port", b)
+		}
+	}
+	if len(c.Events.Kafka.Brokers) > 0 && c.Audit.ExportCursorFile == "" {
+		bad("audit.export_cursor_file", "must not be empty when events.kafka is configured")
+	}
 	deps := c.Departments
 	deps.SetDefaults()
 	if err := deps.Validate(); err != nil {
@@ -349,6 +477,32 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// validateTLS checks server.tls: all or nothing of the server key pair, and a
+// client CA exactly when client certificates are asked for.
+func validateTLS(t TLS, bad func(key, format string, args ...any)) {
+	if !t.Enabled() {
+		if t.KeyFile != "" || t.ClientCAFile != "" || t.ClientAuth != "" {
+			bad("server.tls.cert_file", "must be set when any other server.tls key is")
+		}
+		return
+	}
+	if t.KeyFile == "" {
+		bad("server.tls.key_file", "must be set with server.tls.cert_file")
+	}
+	switch t.Mode() {
+	case "require", "request":
+		if t.ClientCAFile == "" {
+			bad("server.tls.client_ca_file", "must be set with client_auth %q", t.Mode())
+		}
+	case "none":
+		if t.ClientCAFile != "" {
+			bad("server.tls.client_auth", `is "none" but client_ca_file is set: use "require" or "request", or remove client_ca_file`)
+		}
+	default:
+		bad("server.tls.client_auth", "%q is not one of require, request, none", t.ClientAuth)
+	}
 }
 
 var knownRoles = map[string]bool{"admin": true, "legal_reviewer": true, "auditor": true, "subject": true}

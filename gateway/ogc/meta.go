@@ -98,6 +98,7 @@ func (h *Handler) serveLanding(w http.ResponseWriter, req *request) {
 			"for the stated purpose (parameter purpose, default " + fmt.Sprintf("%q", h.DefaultPurpose) + ") and recorded in the audit log.",
 		Links: []Link{
 			req.self("/", nil, "self", MediaJSON, ""),
+			{Href: req.link("/api", nil), Rel: "service-desc", Type: MediaOpenAPI, Title: "OpenAPI 3.0 description"},
 			{Href: req.link("/conformance", nil), Rel: "conformance", Type: MediaJSON, Title: "Conformance classes"},
 			{Href: req.link("/collections", nil), Rel: "data", Type: MediaJSON, Title: "Feature collections"},
 		},

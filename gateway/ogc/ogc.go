@@ -12,6 +12,7 @@
 // Routes, relative to Prefix (default "/ogc"):
 //
 //	GET /                                  landing page
+//	GET /api                               OpenAPI 3.0 description (service-desc)
 //	GET /conformance                       conformance classes (core, geojson)
 //	GET /collections                       the caller's spatial collections
 //	GET /collections/{id}                  one collection (id = dataset name)
@@ -20,8 +21,8 @@
 //
 // Every route takes an optional purpose parameter, the legal purpose the
 // caller states (Handler.DefaultPurpose when absent); links in responses
-// carry it on. The landing page and the conformance declaration need no
-// token; the other routes answer 401 without one.
+// carry it on. The landing page, the API description and the conformance
+// declaration need no token; the other routes answer 401 without one.
 package ogc
 
 import (
@@ -158,6 +159,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case len(segs) == 0:
 		h.serveLanding(w, req)
+	case len(segs) == 1 && segs[0] == "api":
+		h.serveAPI(w, req)
 	case len(segs) == 1 && segs[0] == "conformance":
 		h.serveConformance(w, req)
 	case len(segs) == 1 && segs[0] == "collections":

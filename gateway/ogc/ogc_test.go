@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -106,7 +107,13 @@ func grants(now time.Time) []*v1.Grant {
 // newEnv serves the simulated natural resources bureau, reads it through
 // the built-in ogcfeatures connector with its demo settings (in process),
 // behind the gateway cache, and serves the façade over a real pipeline.
-func newEnv(t *testing.T) *env {
+// Its connector collects at most 1000 records per request, so that a read of
+// the whole collection is refused as too large.
+func newEnv(t *testing.T) *env { return newEnvWith(t, 1000) }
+
+// newEnvWith is newEnv with the connector's max_records setting set to
+// maxRecords (the demo's 5000 serves whole collections to GIS clients).
+func newEnvWith(t *testing.T, maxRecords int) *env {
 	t.Helper()
 	ctx := context.Background()
 	data := testData()
@@ -117,6 +124,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	settings = regexp.MustCompile(`max_records: \d+`).ReplaceAll(settings, []byte(fmt.Sprintf("max_records: %d", maxRecords)))
 	conn, err := builtin.New(ctx, typ, settings)
 	if err != nil {
 		t.Fatal(err)

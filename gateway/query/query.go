@@ -163,7 +163,11 @@ func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		}
 		resp.Records = append(resp.Records, rec)
 	}
-	if len(resp.Records) == 0 && outside > 0 {
+	// A key lookup names its records: if none may be shown, say why. A
+	// filter or area query pages through a collection: a page whose records
+	// all lie outside the jurisdiction is an empty page, and paging goes on.
+	lookup := len(q.GetKeys()) > 0
+	if lookup && len(resp.Records) == 0 && outside > 0 {
 		ex.Decision = DecisionDeny
 		ex.DenyReason = policy.ReasonOutsideJurisdiction
 		_, _ = p.Record.RecordExchange(ctx, ex)
@@ -171,7 +175,7 @@ func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error
 			"the records of %s asked for lie outside the jurisdiction of %s's grants (%s)",
 			ds.Name, r.Principal, strings.Join(dec.Jurisdiction, ", ")).With("dataset", ds.Name)
 	}
-	if len(resp.Records) == 0 {
+	if lookup && len(resp.Records) == 0 {
 		return nil, p.notFound(ctx, ex, ds, q)
 	}
 

@@ -59,8 +59,9 @@ func TestWindowsMatchMemoryLimiter(t *testing.T) {
 		}},
 		{"both limits; refused requests are not counted", []step{
 			{0, 1, 3, true}, {0, 1, 3, false}, {0, 1, 3, false},
+			{time.Minute, 1, 3, true}, // a new minute and a new China day
 			{time.Minute, 1, 3, true}, {time.Minute, 1, 3, true},
-			{time.Minute, 1, 3, true}, // a new day began in between
+			{0, 1, 3, false}, {time.Minute, 1, 3, false}, // the day's 3 are used
 		}},
 		{"no limit", []step{{0, 0, 0, true}, {0, 0, 0, true}}},
 	}

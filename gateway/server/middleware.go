@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/gateway/reqctx"
 	"github.com/tongban/tongban/schemas/apierr"
 )
@@ -133,12 +134,18 @@ func (s *Server) observe(ctx context.Context, method, transport string, err erro
 	s.log.Log(ctx, level, "request", "method", method, "transport", transport, "code", code.String(), "duration", d)
 }
 
-// restMiddleware adds the request id, the body limit, the request deadline and
-// metrics to every REST request.
+// restMiddleware adds the request id, the verified client certificate, the
+// body limit, the request deadline and metrics to every REST request.
 func (s *Server) restMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := requestContext(r.Context(), r.Header.Get(requestIDHeader))
+		// The caller's certificate identity comes only from the TLS
+		// handshake, never from headers: grpc-gateway calls the services in
+		// process, so there is no gRPC peer to read it from.
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+			ctx = auth.WithVerifiedCert(ctx, r.TLS.VerifiedChains[0][0])
+		}
 		id := reqctx.ID(ctx)
 		r.Header.Set(requestIDHeader, id)
 		w.Header().Set("X-Request-Id", id)
@@ -156,7 +163,7 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 // routeLabel keeps metric cardinality bounded: known API prefixes only.
 func routeLabel(r *http.Request) string {
 	p := r.URL.Path
-	for _, prefix := range []string{"/v1/datasets", "/v1/catalogue", "/v1/forms", "/v1/bundles", "/v1/grants", "/v1/audit", "/v1/subjects", "/v1/connectors", "/v1/corrections", "/v1/transparency", "/healthz", "/readyz", "/metrics", "/openapi.json"} {
+	for _, prefix := range []string{"/v1/datasets", "/v1/catalogue", "/v1/forms", "/v1/bundles", "/v1/grants", "/v1/audit", "/v1/subjects", "/v1/connectors", "/v1/corrections", "/v1/transparency", "/v1/changes", "/ogc", "/healthz", "/readyz", "/metrics", "/openapi.json"} {
 		if strings.HasPrefix(p, prefix) {
 			return prefix
 		}

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -59,6 +61,12 @@ type Options struct {
 	// Handlers are extra REST routes (http.ServeMux patterns, e.g.
 	// "GET /ogc/"), served with the same middleware as the API.
 	Handlers map[string]http.Handler
+	// TLS, when set, serves both listeners over TLS with this configuration
+	// (gateway/identity.ServerTLSConfig builds it). Its ClientAuth and
+	// ClientCAs decide whether client certificates are required, verified
+	// when given, or not asked for; a verified client certificate is the
+	// caller's identity (see gateway/auth).
+	TLS *tls.Config
 }
 
 // Server is a running gateway front end.
@@ -83,11 +91,15 @@ func New(opts Options, svcs Services) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry)}
 
-	s.grpc = grpc.NewServer(
+	grpcOpts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.MaxRecvMsgSize(int(opts.MaxBodyBytes)),
-	)
+	}
+	if opts.TLS != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(opts.TLS.Clone())))
+	}
+	s.grpc = grpc.NewServer(grpcOpts...)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -151,6 +163,10 @@ func New(opts Options, svcs Services) (*Server, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
+	if opts.TLS != nil {
+		// ServeTLS adds HTTP/2 to the clone's NextProtos.
+		s.http.TLSConfig = opts.TLS.Clone()
+	}
 	return s, nil
 }
 
@@ -185,13 +201,19 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
 	go func() {
-		if err := s.http.Serve(s.restLis); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.http.TLSConfig != nil {
+			err = s.http.ServeTLS(s.restLis, "", "")
+		} else {
+			err = s.http.Serve(s.restLis)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 			return
 		}
 		errc <- nil
 	}()
-	s.log.Info("serving", "grpc", s.GRPCAddr(), "rest", s.RESTAddr())
+	s.log.Info("serving", "grpc", s.GRPCAddr(), "rest", s.RESTAddr(), "tls", s.tlsMode())
 
 	var serveErr error
 	select {
@@ -225,6 +247,21 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("serving: %w", serveErr)
 	}
 	return nil
+}
+
+// tlsMode describes the listeners' TLS for the log.
+func (s *Server) tlsMode() string {
+	if s.opts.TLS == nil {
+		return "off"
+	}
+	switch s.opts.TLS.ClientAuth {
+	case tls.RequireAndVerifyClientCert:
+		return "mutual (client certificate required)"
+	case tls.VerifyClientCertIfGiven:
+		return "mutual (client certificate verified when given)"
+	default:
+		return "server only"
+	}
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
