@@ -82,7 +82,7 @@ func (r *Recorder) ExchangeEntry(ex query.Exchange) audit.Entry {
 		e.Kind = audit.KindExchange
 	}
 	if ex.Dataset != "" {
-		e.Datasets = []string{ex.Dataset}
+		e.Datasets = strings.Split(ex.Dataset, ",")
 	}
 	return e
 }

@@ -105,7 +105,7 @@ func (cl *cluster) node(t *testing.T, cooldown time.Duration) *node {
 	c := New(cl.src, Options{
 		MaxBytes: 1 << 20, MaxStale: time.Hour, NegativeTTL: time.Minute, Now: cl.clk.now,
 		Registry: reg, Logger: slog.New(slog.DiscardHandler),
-		Redis: &RedisOptions{Addrs: []string{cl.redis.Addr}, Keyring: cl.ring, KeyPrefix: "tb:", Cooldown: cooldown, Timeout: 300 * time.Millisecond},
+		Redis: &RedisOptions{Addrs: []string{cl.redis.Addr}, Keyring: cl.ring, KeyPrefix: "tb:", Cooldown: cooldown, Timeout: 5 * time.Second},
 	})
 	t.Cleanup(func() { c.Close() })
 	return &node{Cache: c, reg: reg}

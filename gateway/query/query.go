@@ -52,8 +52,10 @@ type Exchange struct {
 	Kind               string
 	Consumer           string
 	ConsumerDepartment string
-	Dataset            string
-	Department         string
+	// Dataset is the dataset read; an exchange that reads several (an
+	// auto-fill) lists them comma-separated, and Department likewise.
+	Dataset    string
+	Department string
 	// Subjects are the identifiers of the data subjects involved (the
 	// recorder stores them only as keyed hashes).
 	Subjects       []string

@@ -37,6 +37,9 @@ type Config struct {
 	MaxRecords int `yaml:"max_records"`
 	// Datasets maps a dataset name of the dictionary to how it is fetched.
 	Datasets map[string]*Dataset `yaml:"datasets"`
+	// Watch, when set, is the department's change feed; the connector then
+	// advertises the "watch" capability (see watch.go).
+	Watch *Watch `yaml:"watch"`
 }
 
 // Dataset says how one dataset is fetched.
@@ -112,6 +115,9 @@ func (c *Config) defaults() {
 	if c.MaxRecords == 0 {
 		c.MaxRecords = DefaultMaxRecords
 	}
+	if c.Watch != nil {
+		c.Watch.defaults()
+	}
 	for _, d := range c.Datasets {
 		if d == nil {
 			continue
@@ -175,6 +181,11 @@ func (c *Config) Validate() error {
 	sort.Strings(names)
 	for _, name := range names {
 		if err := c.validateDataset(name, c.Datasets[name]); err != nil {
+			return err
+		}
+	}
+	if c.Watch != nil {
+		if err := c.Watch.validate(names); err != nil {
 			return err
 		}
 	}

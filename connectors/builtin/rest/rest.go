@@ -23,6 +23,15 @@
 //	      params: {name: entName}
 //	      items: /data/items
 //	      paging: {style: page, page_param: page, size_param: size, size: 50, total: /data/total}
+//	watch:                    # optional: the change feed, see Watch
+//	  path: /api/v1/changes
+//	  wait_param: wait
+//	  items: /changes
+//	  cursor: /last_seq
+//	  event: {keys: {credit_code: /credit_code}}
+//
+// With watch settings the connector advertises the "watch" capability and
+// its Watch method long-polls the department's change feed.
 //
 // The connector never follows a redirect to another host, never splices
 // request input into a URL unescaped, and refuses responses larger than
@@ -57,6 +66,7 @@ type Connector struct {
 	cfg    *Config
 	client *httpc.Client
 	sets   map[string]*compiled
+	watch  *watcher // nil without watch settings
 }
 
 var _ sdk.Connector = (*Connector)(nil)
@@ -146,6 +156,12 @@ func NewFromConfig(cfg *Config) (*Connector, error) {
 	}
 	if filters {
 		c.base.Capabilities = []string{"filter"}
+	}
+	if cfg.Watch != nil {
+		if c.watch, err = newWatcher(cfg, c.base.Datasets); err != nil {
+			return nil, fmt.Errorf("rest connector: %w", err)
+		}
+		c.base.Capabilities = append(c.base.Capabilities, "watch")
 	}
 	return c, nil
 }
