@@ -136,7 +136,7 @@ func (a *Approval) UpsertPermit(p Permit) (Change, error) {
 		a.permits = append(a.permits, p)
 	}
 	a.mu.Unlock()
-	return a.feed.add(Change{Dataset: "approval.permits", RecordID: p.PermitID, PermitID: p.PermitID, Op: "upsert"}), nil
+	return a.feed.add(Change{Dataset: "approval.permits", RecordID: p.PermitID, PermitID: p.PermitID, RegionCode: p.RegionCode, Op: "upsert"}), nil
 }
 
 // RevokePermit sets a permit's status to "撤销" and appends an "upsert"
@@ -158,11 +158,12 @@ func (a *Approval) DeletePermit(id string) (Change, error) {
 		a.mu.Unlock()
 		return Change{}, fmt.Errorf("deleting permit: no permit %s", id)
 	}
+	region := a.permits[i].RegionCode
 	// Keep indexes stable: blank the slot instead of shifting.
 	a.permits[i] = Permit{}
 	delete(a.byID, id)
 	a.mu.Unlock()
-	return a.feed.add(Change{Dataset: "approval.permits", RecordID: id, PermitID: id, Op: "delete"}), nil
+	return a.feed.add(Change{Dataset: "approval.permits", RecordID: id, PermitID: id, RegionCode: region, Op: "delete"}), nil
 }
 
 // Changes returns the changes after seq, for tests and in-process callers.

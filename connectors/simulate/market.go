@@ -195,7 +195,7 @@ func (m *Market) UpdateLicence(l BusinessLicence) error {
 	e.LegalRepresentative, e.LegalRepresentativeID = l.LegalRepresentative, l.LegalRepresentativeID
 	m.mu.Unlock()
 	for _, ds := range []string{"market.business_licences", "market.enterprises"} {
-		m.feed.add(Change{Dataset: ds, RecordID: l.CreditCode, CreditCode: l.CreditCode, Op: "upsert"})
+		m.feed.add(Change{Dataset: ds, RecordID: l.CreditCode, CreditCode: l.CreditCode, RegionCode: l.RegionCode, Op: "upsert"})
 	}
 	return nil
 }

@@ -107,6 +107,9 @@ type Change struct {
 	RecordID   string `json:"record_id"`
 	PermitID   string `json:"permit_id,omitempty"`
 	CreditCode string `json:"credit_code,omitempty"`
+	// RegionCode is the changed record's region, so that a subscriber's
+	// jurisdiction can be applied to the change.
+	RegionCode string `json:"region_code,omitempty"`
 	// Op is "upsert" or "delete".
 	Op string    `json:"op"`
 	At time.Time `json:"at"`

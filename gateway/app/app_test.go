@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"gopkg.in/yaml.v3"
 
@@ -65,17 +68,20 @@ func nodeConfig(t *testing.T, name string, deps *simulate.Departments) config.Co
 	cfg.Forms.CorrectionsPath = filepath.Join(dir, "corrections.db")
 	cfg.Identities = []config.Identity{
 		{TokenSHA256: auth.Digest("t-approval"), SystemID: "approval-bureau", Department: "approval", Region: "130100"},
+		{TokenSHA256: auth.Digest("t-enforcement"), SystemID: "enforcement-platform", Department: "enforcement", Region: "130100"},
 	}
 	vars := map[string]string{"MARKET_URL": deps.MarketURL, "APPROVAL_URL": deps.ApprovalURL, "RESOURCES_URL": deps.ResourcesURL}
-	typ, raw, err := builtin.DemoSettings("market", vars)
-	if err != nil {
-		t.Fatal(err)
+	for _, dep := range []string{"market", "approval"} {
+		typ, raw, err := builtin.DemoSettings(dep, vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settings, err := decodeSettings(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Departments.Connectors = append(cfg.Departments.Connectors, host.ConnectorConfig{Name: dep, Type: typ, Settings: settings})
 	}
-	settings, err := decodeSettings(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Departments.Connectors = []host.ConnectorConfig{{Name: "market", Type: typ, Settings: settings}}
 	return cfg
 }
 
@@ -151,6 +157,112 @@ func TestRevocationReachesOtherNode(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("node B denied %v after the revocation on node A (poll interval %v)", time.Since(start).Round(time.Millisecond), PolicyPoll)
+}
+
+// TestChangeEventEvictsAndNotifies follows a change at the department: the
+// connector's change feed reaches the gateway, the cached copy is evicted
+// (the next query is live and sees the change), and an enforcement platform
+// subscribed over gRPC is notified under its own grant.
+func TestChangeEventEvictsAndNotifies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts simulators and plugin processes")
+	}
+	deps, err := simulate.Start(context.Background(), simulate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deps.Close() })
+	node := startNode(t, nodeConfig(t, "node-a", deps))
+	if err := node.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	go func() { _ = node.Serve(ctx) }()
+
+	var permit simulate.Permit
+	for _, p := range deps.Data.Permits {
+		if p.Status == "有效" && strings.HasPrefix(p.RegionCode, "1301") {
+			permit = p
+			break
+		}
+	}
+	asEnforcement := metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer t-enforcement"))
+	q := &v1.QueryRequest{Dataset: "approval.permits", Keys: map[string]string{"permit_id": permit.PermitID}, Purpose: "inspection"}
+	for i, want := range []v1.Delivery{v1.Delivery_DELIVERY_LIVE, v1.Delivery_DELIVERY_CACHE} {
+		resp, err := node.Query(asEnforcement, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Records[0].GetProvenance().GetDelivery(); got != want {
+			t.Fatalf("query %d: delivery %v, want %v", i, got, want)
+		}
+	}
+
+	conn, err := grpc.NewClient(node.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	wctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer t-enforcement")
+	stream, err := v1.NewGatewayClient(conn).WatchChanges(wctx, &v1.WatchChangesRequest{Datasets: []string{"approval.permits"}, Purpose: "inspection"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil { // subscribed: no later change is missed
+		t.Fatal(err)
+	}
+	// The connector long-polls the department's feed from its latest
+	// position; revoke until the change shows up (bounded).
+	notices := make(chan *v1.ChangeNotice, 16)
+	go func() {
+		for {
+			n, err := stream.Recv()
+			if err != nil {
+				close(notices)
+				return
+			}
+			notices <- n
+		}
+	}()
+	var notice *v1.ChangeNotice
+	giveUp := time.After(45 * time.Second)
+	for notice == nil {
+		// Each revocation appends to the feed; repeat it in case the relay
+		// had not yet reached the feed's end when the first was made.
+		if _, err := deps.Approval.RevokePermit(permit.PermitID); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case notice = <-notices:
+		case <-time.After(3 * time.Second):
+		case <-giveUp:
+			t.Fatal("no change notice within 45s of the revocation")
+		}
+	}
+	if notice.GetRecordId() != permit.PermitID || notice.GetDataset() != "approval.permits" {
+		t.Fatalf("notice = %v", notice)
+	}
+	// The node evicted its copy: the next query goes to the department and
+	// sees the revocation.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := node.Query(asEnforcement, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := resp.Records[0]
+		if rec.GetProvenance().GetDelivery() == v1.Delivery_DELIVERY_LIVE {
+			if st := rec.GetFields().GetFields()["status"].GetStringValue(); st != "撤销" {
+				t.Fatalf("status after revocation = %q", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("cached copy still served 10s after the change notice")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func decodeSettings(raw []byte) (map[string]any, error) {
