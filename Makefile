@@ -46,11 +46,16 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./policy/ ./gateway/audit/... ./gateway/cache/ ./gateway/query/
 
-## fuzz: run each fuzz target for a while (they also run on their seed corpora
-## in make test).
+## fuzz: run each fuzz target for FUZZTIME (they also run on their seed
+## corpora in make test).
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzValidateCreditCode -fuzztime 30s ./schemas/ident/
-	$(GO) test -run '^$$' -fuzz FuzzValidateResidentID -fuzztime 30s ./schemas/ident/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateCreditCode$$' -fuzztime $(FUZZTIME) ./schemas/ident/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateResidentID$$' -fuzztime $(FUZZTIME) ./schemas/ident/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseURI$$' -fuzztime $(FUZZTIME) ./gateway/identity/
+	$(GO) test -run '^$$' -fuzz '^FuzzQueryRequest$$' -fuzztime $(FUZZTIME) ./gateway/query/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./schemas/forms/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $(FUZZTIME) ./gateway/config/
 
 clean:
 	rm -rf bin .demo

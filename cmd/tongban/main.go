@@ -2,10 +2,12 @@
 //
 //	tongban serve --config FILE     run a gateway node
 //	tongban demo                    gateway + simulated departments + seeded grants
+//	tongban simulate                the three simulated departments only
 //	tongban connector TYPE          run a built-in connector in plugin mode (started by the gateway)
 //	tongban grants ...              propose, review, revoke, list and show grants
 //	tongban autofill FORM ...       auto-fill an application form from department data
 //	tongban audit verify ...        verify an audit log offline
+//	tongban ca init|issue ...       create the exchange CA; issue client and server certificates
 //	tongban version                 print the version
 package main
 
@@ -28,12 +30,16 @@ const usage = `tongban — data-exchange gateway between government department s
 Usage:
   tongban serve --config FILE      run a gateway node (YAML config; TONGBAN_* environment overrides)
   tongban demo [--dir DIR]         run the gateway, three simulated departments and seeded grants
+  tongban simulate [flags]         run only the three simulated departments on loopback (for
+                                   gateway nodes started with serve, e.g. make multinode)
   tongban connector TYPE           run a built-in connector (rest, ogcfeatures, postgres) in plugin
                                    mode; the gateway starts these itself
   tongban grants COMMAND           propose | review | revoke | list | show data-sharing grants
   tongban autofill FORM --applicant ID
                                    auto-fill an application form (or --bundle) from department data
   tongban audit verify ...         verify an audit log directory, a receipt or a consistency proof
+  tongban ca init|issue ...        create the exchange's CA; issue member systems' client
+                                   certificates (mutual TLS identities) and server certificates
   tongban version                  print the version
 
 Run "tongban COMMAND --help" for the flags of a command.
@@ -58,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdServe(ctx, args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "simulate":
+		err = cmdSimulate(ctx, args[1:], stdout, stderr)
 	case "connector":
 		err = cmdConnector(args[1:], stderr)
 	case "grants":
@@ -66,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdAudit(ctx, args[1:], stdout, stderr)
 	case "autofill":
 		err = cmdAutofill(ctx, args[1:], stdout, stderr)
+	case "ca":
+		err = cmdCA(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "tongban", version)
 	case "help", "--help", "-h":

@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/tongban/tongban/gateway/cache"
 	"github.com/tongban/tongban/gateway/config"
 	"github.com/tongban/tongban/gateway/events"
+	"github.com/tongban/tongban/gateway/identity"
 	"github.com/tongban/tongban/gateway/ogc"
 	"github.com/tongban/tongban/gateway/query"
 	"github.com/tongban/tongban/gateway/quota"
@@ -249,7 +251,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		a.background(func() { _ = relay.Run(life) })
 	}
 
-	authn := auth.New(identities(cfg.Identities))
+	authn := auth.New(identities(cfg.Identities), auth.WithCertificates(identity.ParseIdentity))
 	decider := api.EngineDecider{Engine: a.Engine, Limiter: limiter}
 	pipeline := &query.Pipeline{Dict: a.Dict, Policy: decider, Fetch: a.Cache, Record: recorder, MaxPage: 100}
 
@@ -288,12 +290,22 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		Audit:   &api.Audit{Auth: authn, Log: a.Log, SubjectKey: subjKey, Node: cfg.Node},
 		Forms:   &api.Forms{Auth: authn, Engine: filler},
 	}
+	var serverTLS *tls.Config
+	if t := cfg.Server.TLS; t.Enabled() {
+		serverTLS, err = identity.ServerTLSConfig(identity.ServerFiles{
+			CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile, ClientAuth: t.Mode(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server.tls: %w", err)
+		}
+	}
 	a.srv, err = server.New(server.Options{
 		GRPCAddr:        cfg.Server.GRPCAddr,
 		RESTAddr:        cfg.Server.RESTAddr,
 		RequestTimeout:  cfg.Server.RequestTimeout,
 		MaxBodyBytes:    cfg.Server.MaxBodyBytes,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout,
+		TLS:             serverTLS,
 		Registry:        a.reg,
 		Logger:          a.log,
 		Checks: append([]server.Check{

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -311,6 +312,11 @@ func validateIdent(ds *datasets.Dataset, field, v string) error {
 }
 
 func validateBBox(b *v1.BBox) error {
+	for _, c := range []float64{b.MinLon, b.MinLat, b.MaxLon, b.MaxLat} {
+		if math.IsNaN(c) || math.IsInf(c, 0) {
+			return fmt.Errorf("coordinates must be finite numbers")
+		}
+	}
 	switch {
 	case b.MinLon < -180 || b.MaxLon > 180 || b.MinLat < -90 || b.MaxLat > 90:
 		return fmt.Errorf("coordinates must be WGS 84 longitude/latitude")
