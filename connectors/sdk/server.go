@@ -9,6 +9,7 @@ import (
 
 	"github.com/tongban/tongban/schemas/apierr"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+	"github.com/tongban/tongban/schemas/ident"
 )
 
 // server serves a Connector as the tongban.v1.Connector gRPC service.
@@ -67,7 +68,7 @@ func (s *server) status(ctx context.Context, op string, err error) error {
 	var e *apierr.Error
 	if errors.As(err, &e) {
 		if e.Unwrap() != nil {
-			s.log.DebugContext(ctx, "connector call failed", "op", op, "err", err)
+			s.log.DebugContext(ctx, "connector call failed", "op", op, "err", ident.Redact(err.Error()))
 		}
 		return e
 	}
@@ -77,7 +78,7 @@ func (s *server) status(ctx context.Context, op string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return apierr.New(codes.DeadlineExceeded, apierr.ReasonDeadlineExceeded, "deadline exceeded")
 	}
-	s.log.ErrorContext(ctx, "connector call failed", "op", op, "err", err)
+	s.log.ErrorContext(ctx, "connector call failed", "op", op, "err", ident.Redact(err.Error()))
 	return apierr.New(codes.Internal, apierr.ReasonInternal, "internal error in connector")
 }
 

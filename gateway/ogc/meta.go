@@ -14,6 +14,7 @@ import (
 
 	"github.com/tongban/tongban/schemas/apierr"
 	"github.com/tongban/tongban/schemas/datasets"
+	"github.com/tongban/tongban/schemas/ident"
 )
 
 // Link is an OGC API link.
@@ -215,7 +216,7 @@ func (h *Handler) writeError(w http.ResponseWriter, req *request, err error, sta
 		ae = apierr.From(err)
 	}
 	if ae.Code == codes.Internal || ae.Code == codes.Unknown {
-		h.logger().ErrorContext(req.ctx, "OGC API request failed", "path", req.r.URL.Path, "err", err)
+		h.logger().ErrorContext(req.ctx, "OGC API request failed", "path", ident.Redact(req.r.URL.Path), "err", ident.Redact(err.Error()))
 	}
 	if status == 0 {
 		status = runtime.HTTPStatusFromCode(ae.Code)

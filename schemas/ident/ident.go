@@ -310,3 +310,33 @@ func Kind(s string) string {
 	}
 	return ""
 }
+
+// Redact replaces every valid unified social credit code and resident
+// identity number in s by its first six characters (the region) and "…", so
+// that error texts and URLs can be logged without identifying anyone.
+func Redact(s string) string {
+	isAlnum := func(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' }
+	var b strings.Builder
+	last := 0
+	for i := 0; i+18 <= len(s); {
+		if (i > 0 && isAlnum(s[i-1])) || (i+18 < len(s) && isAlnum(s[i+18])) {
+			i++
+			continue
+		}
+		tok := s[i : i+18]
+		if ValidateCreditCode(tok) == nil || ValidateResidentID(tok) == nil {
+			b.WriteString(s[last:i])
+			b.WriteString(tok[:6])
+			b.WriteString("…")
+			i += 18
+			last = i
+			continue
+		}
+		i++
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}

@@ -289,3 +289,19 @@ func FuzzValidateResidentID(f *testing.F) {
 		}
 	})
 }
+
+func TestRedact(t *testing.T) {
+	cases := map[string]string{
+		"GET /api/v1/licences/91350100M000100Y43: 503":   "GET /api/v1/licences/913501…: 503",
+		"applicant_id=11010519491231002X&page=1":         "applicant_id=110105…&page=1",
+		"no identifiers here":                            "no identifiers here",
+		"91350100M000100Y44 has a wrong check character": "91350100M000100Y44 has a wrong check character",
+		"embedded X91350100M000100Y43 is not a token":    "embedded X91350100M000100Y43 is not a token",
+		"two: 91350100M000100Y43,11010519491231002X":     "two: 913501…,110105…",
+	}
+	for in, want := range cases {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
