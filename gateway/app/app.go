@@ -251,7 +251,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		a.background(func() { _ = relay.Run(life) })
 	}
 
-	authn := auth.New(identities(cfg.Identities), auth.WithCertificates(identity.ParseIdentity))
+	authn := auth.New(identities(cfg.Identities), auth.WithCertificates(identity.ParseIdentity),
+		auth.WithRateLimit(cfg.Server.RateLimit.PerSecond, cfg.Server.RateLimit.Burst))
 	decider := api.EngineDecider{Engine: a.Engine, Limiter: limiter}
 	pipeline := &query.Pipeline{Dict: a.Dict, Policy: decider, Fetch: a.Cache, Record: recorder, MaxPage: 100}
 

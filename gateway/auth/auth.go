@@ -17,7 +17,9 @@ import (
 	"encoding/hex"
 	"slices"
 	"strings"
+	"sync"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -54,6 +56,7 @@ func (id Identity) HasRole(role string) bool { return slices.Contains(id.Roles, 
 // Authenticator maps verified client certificates and bearer tokens to
 // identities.
 type Authenticator struct {
+	limits   *callerLimits
 	byDigest map[string]Identity
 	certs    CertParser
 }
@@ -64,6 +67,36 @@ type CertParser func(cert *x509.Certificate) (Identity, error)
 
 // Option configures an Authenticator.
 type Option func(*Authenticator)
+
+// WithRateLimit limits every caller (by system id) to rps requests per
+// second with the given burst, across all methods; 0 rps means no limit.
+// Grants carry their own quotas; this limit protects the gateway itself.
+func WithRateLimit(rps float64, burst int) Option {
+	return func(a *Authenticator) {
+		if rps > 0 {
+			a.limits = &callerLimits{rps: rps, burst: max(burst, 1), byID: map[string]*rate.Limiter{}}
+		}
+	}
+}
+
+// callerLimits holds one token bucket per caller.
+type callerLimits struct {
+	rps   float64
+	burst int
+	mu    sync.Mutex
+	byID  map[string]*rate.Limiter
+}
+
+func (l *callerLimits) allow(id string) bool {
+	l.mu.Lock()
+	lim, ok := l.byID[id]
+	if !ok {
+		lim = rate.NewLimiter(rate.Limit(l.rps), l.burst)
+		l.byID[id] = lim
+	}
+	l.mu.Unlock()
+	return lim.Allow()
+}
 
 // WithCertificates makes the authenticator accept verified client
 // certificates, reading their identity with parse. Without it, certificates
@@ -108,6 +141,19 @@ var errBadToken = apierr.New(codes.Unauthenticated, apierr.ReasonUnauthenticated
 // certificate that carries no valid identity is refused; the request does
 // not fall back to the token.
 func (a *Authenticator) Authenticate(ctx context.Context) (Identity, error) {
+	id, err := a.identify(ctx)
+	if err != nil {
+		return id, err
+	}
+	if a.limits != nil && !a.limits.allow(id.SystemID) {
+		return id, apierr.Newf(codes.ResourceExhausted, apierr.ReasonRateLimited,
+			"%s sends more than %g requests per second (burst %d): slow down", id.SystemID, a.limits.rps, a.limits.burst).
+			With("system_id", id.SystemID)
+	}
+	return id, nil
+}
+
+func (a *Authenticator) identify(ctx context.Context) (Identity, error) {
 	if a.certs != nil {
 		if cert := VerifiedCert(ctx); cert != nil {
 			id, err := a.certs(cert)

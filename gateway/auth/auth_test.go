@@ -56,3 +56,24 @@ func TestRequire(t *testing.T) {
 		t.Fatalf("err = %v, want PermissionDenied/FORBIDDEN_ROLE", err)
 	}
 }
+
+func TestRateLimitPerCaller(t *testing.T) {
+	a := New([]Entry{
+		{TokenSHA256: Digest("a"), Identity: Identity{SystemID: "sys-a"}},
+		{TokenSHA256: Digest("b"), Identity: Identity{SystemID: "sys-b"}},
+	}, WithRateLimit(0.001, 3))
+	ctxA := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer a"))
+	ctxB := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer b"))
+	for i := 0; i < 3; i++ {
+		if _, err := a.Authenticate(ctxA); err != nil {
+			t.Fatalf("request %d within the burst: %v", i, err)
+		}
+	}
+	_, err := a.Authenticate(ctxA)
+	if apierr.CodeOf(err) != codes.ResourceExhausted || apierr.ReasonOf(err) != apierr.ReasonRateLimited {
+		t.Fatalf("beyond the burst: err = %v, want RESOURCE_EXHAUSTED/RATE_LIMITED", err)
+	}
+	if _, err := a.Authenticate(ctxB); err != nil {
+		t.Fatalf("another caller was limited too: %v", err)
+	}
+}

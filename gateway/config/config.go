@@ -57,6 +57,9 @@ type Server struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// RateLimit limits every caller (by system id), across all methods;
+	// grants carry their own quotas on top.
+	RateLimit RateLimit `yaml:"rate_limit"`
 	// TLS, when its cert_file is set, serves both listeners over TLS and
 	// optionally verifies client certificates (mutual TLS identities).
 	TLS TLS `yaml:"tls"`
@@ -93,6 +96,14 @@ func (t TLS) Mode() string {
 	default:
 		return "none"
 	}
+}
+
+// RateLimit is a token bucket per caller.
+type RateLimit struct {
+	// PerSecond is the sustained rate; 0 means no limit.
+	PerSecond float64 `yaml:"per_second"`
+	// Burst is the bucket size.
+	Burst int `yaml:"burst"`
 }
 
 // Identity is a caller known by a bearer token. Tokens are stored hashed:
@@ -380,6 +391,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.RequestTimeout <= 0 {
 		bad("server.request_timeout", "must be positive")
+	}
+	if c.Server.RateLimit.PerSecond < 0 {
+		bad("server.rate_limit.per_second", "must not be negative")
+	}
+	if c.Server.RateLimit.PerSecond > 0 && c.Server.RateLimit.Burst <= 0 {
+		bad("server.rate_limit.burst", "must be positive when per_second is set")
 	}
 	if c.Server.MaxBodyBytes <= 0 {
 		bad("server.max_body_bytes", "must be positive")

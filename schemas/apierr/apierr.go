@@ -32,6 +32,7 @@ const (
 	ReasonDepartmentDown      = "DEPARTMENT_UNAVAILABLE"
 	ReasonBreakerOpen         = "BREAKER_OPEN"
 	ReasonQuotaExceeded       = "QUOTA_EXCEEDED"
+	ReasonRateLimited         = "RATE_LIMITED"
 	ReasonAuditUnavailable    = "AUDIT_UNAVAILABLE"
 	ReasonConflict            = "CONFLICT"
 	ReasonDeadlineExceeded    = "DEADLINE_EXCEEDED"
