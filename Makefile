@@ -8,7 +8,7 @@ PKGS    := ./...
 # Benchmarks run for a fixed count so that a run is bounded.
 BENCHTIME ?= 1s
 
-.PHONY: all build demo test test-short generate lint bench fuzz clean
+.PHONY: all build demo test test-short generate lint bench fuzz clean multinode
 
 all: build
 
@@ -27,6 +27,11 @@ test:
 ## test-short: the fast unit tests only.
 test-short:
 	$(GO) test -short -shuffle=on $(PKGS)
+
+## multinode: two gateway nodes sharing real Redis, a Kafka-protocol broker and
+## PostgreSQL on loopback, no container engine (see docs/deployment.md).
+multinode:
+	deploy/multinode/run.sh
 
 ## generate: regenerate Go, gRPC, grpc-gateway and OpenAPI code from
 ## schemas/proto, offline.
