@@ -80,17 +80,18 @@ type App struct {
 }
 
 // New assembles a node. On error everything it started is stopped.
-func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err error) {
+func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a = &App{cfg: cfg, log: opts.Logger, reg: prometheus.NewRegistry(), Dict: datasets.Default()}
+	a := &App{cfg: cfg, log: opts.Logger, reg: prometheus.NewRegistry(), Dict: datasets.Default()}
+	built := false
 	defer func() {
-		if err != nil {
+		if !built {
 			a.Close()
-			a = nil
 		}
 	}()
+	var err error
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Background work (event relays, export) lives until Close.
 	life, stopLife := context.WithCancel(context.WithoutCancel(ctx))
@@ -323,6 +324,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	if err != nil {
 		return nil, err
 	}
+	built = true
 	return a, nil
 }
 

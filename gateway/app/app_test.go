@@ -269,3 +269,26 @@ func decodeSettings(raw []byte) (map[string]any, error) {
 	var m map[string]any
 	return m, yaml.Unmarshal(raw, &m)
 }
+
+// TestNewFailureStopsWhatItStarted checks that a node which cannot start
+// returns the error (and releases the audit log it had opened).
+func TestNewFailureStopsWhatItStarted(t *testing.T) {
+	deps, err := simulate.Start(context.Background(), simulate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deps.Close() })
+	cfg := nodeConfig(t, "node-x", deps)
+	cfg.Departments.Connectors = append(cfg.Departments.Connectors, host.ConnectorConfig{
+		Name: "ghost", Type: host.TypeExternal, Path: filepath.Join(t.TempDir(), "no-such-connector"), SHA256: strings.Repeat("0", 64),
+	})
+	if _, err := New(context.Background(), cfg, Options{Launcher: testLauncher}); err == nil {
+		t.Fatal("New succeeded with a connector binary that does not exist")
+	}
+	// The audit log directory is free again: a node with a good config opens it.
+	cfg.Departments.Connectors = cfg.Departments.Connectors[:len(cfg.Departments.Connectors)-1]
+	a := startNode(t, cfg)
+	if a.Log == nil {
+		t.Fatal("no audit log")
+	}
+}
