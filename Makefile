@@ -47,9 +47,12 @@ lint:
 	    echo "schemas/gen is stale: run make generate"; diff -r $$tmp/gen schemas/gen | head -20; rm -rf $$tmp; exit 1; \
 	  fi; rm -rf $$tmp; echo "generated code is up to date"
 
-## bench: Go benchmarks of the hot paths (bounded: -benchtime $(BENCHTIME)).
+## bench: the load harness against the real binary (throughput and latency of
+## the cache-hit path vs a bare net/http server, cache miss, auto-fill, policy,
+## audit; bounded: about two minutes) and the Go benchmarks of the hot paths.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./policy/ ./gateway/audit/... ./gateway/cache/ ./gateway/query/
+	$(GO) run ./cmd/tongban-load --json bench.json
 
 ## fuzz: run each fuzz target for FUZZTIME (they also run on their seed
 ## corpora in make test).

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package main
+
+import "os/exec"
+
+// setPdeathsig does nothing outside Linux; the harness stops its children
+// itself on a normal exit.
+func setPdeathsig(*exec.Cmd) {}
