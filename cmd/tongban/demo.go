@@ -20,5 +20,6 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	log := newLogger(config.Log{Level: *level, Format: "text"}, stderr)
 	slog.SetDefault(log)
+	tuneGC()
 	return demo.Run(ctx, demo.Options{Dir: *dir, RESTAddr: *rest, GRPCAddr: *grpcAddr, Logger: log, Out: stdout})
 }

@@ -22,15 +22,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tongban/tongban/gateway/query"
+	"github.com/tongban/tongban/gateway/telemetry"
 	"github.com/tongban/tongban/schemas/apierr"
 	"github.com/tongban/tongban/schemas/datasets"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
@@ -108,9 +112,32 @@ type entry struct {
 	// recordIDs and keys let change events evict the entry.
 	recordIDs []string
 	keys      map[string]string
+
+	// The decoded records, made once: hits share them read-only (the query
+	// pipeline builds new records when it shapes, it never changes these).
+	decodeOnce sync.Once
+	resp       *v1.FetchResponse
+	decodeErr  error
 }
 
-func (e *entry) size() int64 { return int64(len(e.data)) + 256 }
+// size estimates the memory an entry holds: its bytes and their decoded form.
+func (e *entry) size() int64 { return 3*int64(len(e.data)) + 256 }
+
+// records returns the decoded records of a positive entry.
+func (e *entry) records() (*v1.FetchResponse, error) {
+	e.decodeOnce.Do(func() {
+		if e.resp != nil {
+			return
+		}
+		var r v1.FetchResponse
+		if err := proto.Unmarshal(e.data, &r); err != nil {
+			e.decodeErr = fmt.Errorf("decoding cached records: %w", err)
+			return
+		}
+		e.resp = &r
+	})
+	return e.resp, e.decodeErr
+}
 
 // Tiers named in the hits metric.
 const (
@@ -174,17 +201,55 @@ type loaded struct {
 }
 
 // Fetch returns the records for req from the cache or the department:
-// memory, then Redis, then one coalesced department call.
+// memory, then Redis, then one coalesced department call. Within a traced
+// request it is span "cache.fetch", telling the tier that answered and
+// whether the lookup was coalesced with another.
 func (c *Cache) Fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRequest) (query.Result, error) {
+	ctx, span := telemetry.Start(ctx, "cache.fetch")
+	if !span.IsRecording() {
+		res, _, err := c.fetch(ctx, ds, req)
+		return res, err
+	}
+	defer span.End()
+	res, how, err := c.fetch(ctx, ds, req)
+	span.SetAttributes(
+		attribute.String(telemetry.AttrDataset, ds.Name),
+		attribute.String(telemetry.AttrTier, how.tier),
+		attribute.Bool(telemetry.AttrCoalesced, how.coalesced),
+	)
+	if err == nil {
+		span.SetAttributes(attribute.String(telemetry.AttrDelivery, strings.ToLower(strings.TrimPrefix(res.Delivery.String(), "DELIVERY_"))))
+	} else {
+		span.SetAttributes(attribute.String(telemetry.AttrReason, apierr.From(err).Reason))
+		if apierr.CodeOf(err) != codes.NotFound {
+			span.SetStatus(otelcodes.Error, "fetch failed")
+		}
+	}
+	return res, err
+}
+
+// answered tells how a fetch was answered, for its span.
+type answered struct {
+	tier      string // tierMemory, tierRedis or tierMiss
+	coalesced bool
+}
+
+// tierMiss names, in spans, a fetch that no cache tier answered fresh.
+const tierMiss = "miss"
+
+func (c *Cache) fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRequest) (query.Result, answered, error) {
+	how := answered{tier: tierMiss}
 	key, err := Key(req)
 	if err != nil {
-		return query.Result{}, err
+		return query.Result{}, how, err
 	}
 	now := c.opts.Now()
 	cached, ok := c.mem.get(key)
 	if ok && now.Before(cached.freshTill) {
 		c.m.hits.WithLabelValues(ds.Name, tierMemory).Inc()
-		return c.result(ds, cached, v1.Delivery_DELIVERY_CACHE)
+		how.tier = tierMemory
+		res, err := c.result(ds, cached, v1.Delivery_DELIVERY_CACHE)
+		return res, how, err
 	}
 
 	ch := c.group.DoChan(key, func() (any, error) {
@@ -196,21 +261,24 @@ func (c *Cache) Fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRe
 	select {
 	case res = <-ch:
 	case <-ctx.Done():
-		return query.Result{}, apierr.Newf(codes.DeadlineExceeded, apierr.ReasonDeadlineExceeded,
+		return query.Result{}, how, apierr.Newf(codes.DeadlineExceeded, apierr.ReasonDeadlineExceeded,
 			"waiting for department %q: %v", ds.Department, ctx.Err()).With("department", ds.Department)
 	}
 	if res.Shared {
 		c.m.coalesced.WithLabelValues(ds.Name).Inc()
+		how.coalesced = true
 	}
 	l, _ := res.Val.(loaded)
 	if res.Err == nil && l.delivery == v1.Delivery_DELIVERY_CACHE {
 		c.m.hits.WithLabelValues(ds.Name, tierRedis).Inc()
-		return c.result(ds, l.e, l.delivery)
+		how.tier = tierRedis
+		r, err := c.result(ds, l.e, l.delivery)
+		return r, how, err
 	}
 	c.m.misses.WithLabelValues(ds.Name).Inc()
 	if res.Err != nil {
 		if apierr.CodeOf(res.Err) == codes.NotFound {
-			return query.Result{}, res.Err
+			return query.Result{}, how, res.Err
 		}
 		// Stale-if-error: serve the freshest old copy within MaxStale.
 		var stale *entry
@@ -223,11 +291,13 @@ func (c *Cache) Fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRe
 		if stale != nil && now.Sub(stale.freshTill) <= c.opts.MaxStale {
 			c.m.stale.WithLabelValues(ds.Name).Inc()
 			c.log.WarnContext(ctx, "serving stale records", "dataset", ds.Name, "age", now.Sub(stale.fetchedAt), "err", res.Err)
-			return c.result(ds, stale, v1.Delivery_DELIVERY_STALE)
+			r, err := c.result(ds, stale, v1.Delivery_DELIVERY_STALE)
+			return r, how, err
 		}
-		return query.Result{}, res.Err
+		return query.Result{}, how, res.Err
 	}
-	return c.result(ds, l.e, l.delivery)
+	r, err := c.result(ds, l.e, l.delivery)
+	return r, how, err
 }
 
 // load is the one coalesced lookup behind a memory miss: Redis, then the
@@ -263,7 +333,7 @@ func (c *Cache) load(ctx context.Context, ds *datasets.Dataset, key string, req 
 		return loaded{stale: stale}, fmt.Errorf("marshalling department response: %w", err)
 	}
 	fresh := c.freshness(ds)
-	e := &entry{dataset: ds.Name, data: data, fetchedAt: now, freshTill: now.Add(fresh), keys: req.GetKeys()}
+	e := &entry{dataset: ds.Name, data: data, fetchedAt: now, freshTill: now.Add(fresh), keys: req.GetKeys(), resp: resp}
 	for _, r := range resp.GetRecords() {
 		e.recordIDs = append(e.recordIDs, r.GetId())
 	}
@@ -303,9 +373,9 @@ func (c *Cache) result(ds *datasets.Dataset, e *entry, d v1.Delivery) (query.Res
 		return query.Result{}, apierr.Newf(codes.NotFound, apierr.ReasonNotFound, "no record of %s matches the request", ds.Name).
 			With("dataset", ds.Name).With("department", ds.Department)
 	}
-	var resp v1.FetchResponse
-	if err := proto.Unmarshal(e.data, &resp); err != nil {
-		return query.Result{}, fmt.Errorf("decoding cached records: %w", err)
+	resp, err := e.records()
+	if err != nil {
+		return query.Result{}, err
 	}
 	return query.Result{Records: resp.GetRecords(), NextPageToken: resp.GetNextPageToken(), Delivery: d, FetchedAt: e.fetchedAt}, nil
 }

@@ -7,19 +7,26 @@ package query
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tongban/tongban/gateway/telemetry"
 	"github.com/tongban/tongban/policy"
 	"github.com/tongban/tongban/schemas/apierr"
 	"github.com/tongban/tongban/schemas/datasets"
@@ -85,7 +92,8 @@ type Recorder interface {
 	RecordExchange(ctx context.Context, ex Exchange) (*v1.Receipt, error)
 }
 
-// Pipeline runs dataset queries.
+// Pipeline runs dataset queries. Its fields are set before the first Run and
+// not changed afterwards.
 type Pipeline struct {
 	Dict    *datasets.Dictionary
 	Policy  Decider
@@ -93,6 +101,13 @@ type Pipeline struct {
 	Record  Recorder
 	Now     func() time.Time
 	MaxPage int32
+	// Registerer, when set, receives tongban_query_duration_seconds (by
+	// dataset, consumer and outcome), registered at the first Run; nil
+	// records no metrics.
+	Registerer prometheus.Registerer
+
+	metricsOnce sync.Once
+	latency     *prometheus.HistogramVec
 }
 
 // Request is a validated query with its caller.
@@ -104,6 +119,106 @@ type Request struct {
 
 // Run executes one query.
 func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error) {
+	latency := p.metrics()
+	if latency == nil {
+		return p.run(ctx, r)
+	}
+	start := time.Now()
+	resp, err := p.run(ctx, r)
+	dataset := r.Query.GetDataset()
+	if _, known := p.Dict.Dataset(dataset); !known {
+		dataset = "unknown" // bounded cardinality: callers choose the name
+	}
+	consumer := r.Principal.SystemID
+	if consumer == "" {
+		consumer = "anonymous"
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = strings.ToLower(apierr.From(err).Reason)
+	}
+	latency.WithLabelValues(dataset, consumer, outcome).Observe(time.Since(start).Seconds())
+	return resp, err
+}
+
+// metrics registers the pipeline's metrics on first use; nil without a
+// Registerer. A histogram already registered (by another pipeline on the
+// same registry) is shared.
+func (p *Pipeline) metrics() *prometheus.HistogramVec {
+	if p.Registerer == nil {
+		return nil
+	}
+	p.metricsOnce.Do(func() {
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tongban_query_duration_seconds",
+			Help:    "Dataset queries through the pipeline (policy, cache, shaping, audit) by dataset, consumer system and outcome (ok or the error reason in lowercase).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"dataset", "consumer", "outcome"})
+		if err := p.Registerer.Register(h); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				if existing, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
+					h = existing
+				}
+			}
+		}
+		p.latency = h
+	})
+	return p.latency
+}
+
+// decide asks the policy engine, in span "policy.decide".
+func (p *Pipeline) decide(ctx context.Context, req policy.Request) (policy.Decision, error) {
+	ctx, span := telemetry.Start(ctx, "policy.decide")
+	defer span.End()
+	dec, err := p.Policy.Decide(ctx, req)
+	if span.IsRecording() {
+		decision := DecisionPermit
+		switch {
+		case err != nil:
+			decision = DecisionDeny
+		case len(dec.Withheld) > 0:
+			decision = DecisionPartial
+		}
+		span.SetAttributes(
+			attribute.String(telemetry.AttrDataset, req.Dataset),
+			attribute.String(telemetry.AttrPurpose, truncate(req.Purpose, 64)),
+			attribute.String(telemetry.AttrConsumer, req.Principal.SystemID),
+			attribute.String(telemetry.AttrDecision, decision),
+		)
+		if err != nil {
+			span.SetAttributes(attribute.String(telemetry.AttrReason, apierr.ReasonOf(err)))
+		}
+	}
+	return dec, err
+}
+
+// record appends the exchange to the audit log, in span "audit.append".
+func (p *Pipeline) record(ctx context.Context, ex Exchange) (*v1.Receipt, error) {
+	ctx, span := telemetry.Start(ctx, "audit.append")
+	defer span.End()
+	receipt, err := p.Record.RecordExchange(ctx, ex)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String(telemetry.AttrDataset, ex.Dataset),
+			attribute.String(telemetry.AttrDecision, ex.Decision),
+		)
+		if err != nil {
+			span.SetStatus(otelcodes.Error, "audit append failed")
+		}
+	}
+	return receipt, err
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// run is Run without the metrics.
+func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error) {
 	q := r.Query
 	ds, err := p.validate(q)
 	if err != nil {
@@ -121,7 +236,7 @@ func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		Purpose:            q.GetPurpose(),
 		Subjects:           requestSubjects(ds, q),
 	}
-	dec, err := p.Policy.Decide(ctx, policy.Request{
+	dec, err := p.decide(ctx, policy.Request{
 		Principal: r.Principal,
 		Dataset:   ds.Name,
 		Fields:    q.GetFields(),
@@ -133,7 +248,7 @@ func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		ex.DenyReason = apierr.ReasonOf(err)
 		ex.FieldsWithheld = q.GetFields()
 		// A denial is recorded too; if that fails the denial still stands.
-		_, _ = p.Record.RecordExchange(ctx, ex)
+		_, _ = p.record(ctx, ex)
 		return nil, err
 	}
 
@@ -173,7 +288,7 @@ func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	if lookup && len(resp.Records) == 0 && outside > 0 {
 		ex.Decision = DecisionDeny
 		ex.DenyReason = policy.ReasonOutsideJurisdiction
-		_, _ = p.Record.RecordExchange(ctx, ex)
+		_, _ = p.record(ctx, ex)
 		return nil, apierr.Newf(codes.PermissionDenied, apierr.ReasonOutsideJurisdiction,
 			"the records of %s asked for lie outside the jurisdiction of %s's grants (%s)",
 			ds.Name, r.Principal, strings.Join(dec.Jurisdiction, ", ")).With("dataset", ds.Name)
@@ -198,7 +313,7 @@ func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	if err != nil {
 		return nil, fmt.Errorf("digesting response: %w", err)
 	}
-	receipt, err := p.Record.RecordExchange(ctx, ex)
+	receipt, err := p.record(ctx, ex)
 	if err != nil {
 		// Fail closed: an exchange that cannot be recorded is refused.
 		return nil, apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable,
@@ -211,7 +326,7 @@ func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error
 func (p *Pipeline) notFound(ctx context.Context, ex Exchange, ds *datasets.Dataset, q *v1.QueryRequest) error {
 	ex.Decision = DecisionPermit
 	ex.DenyReason = apierr.ReasonNotFound
-	_, _ = p.Record.RecordExchange(ctx, ex)
+	_, _ = p.record(ctx, ex)
 	what := make([]string, 0, len(q.GetKeys()))
 	for _, k := range sortedKeys(q.GetKeys()) {
 		what = append(what, k+"="+q.GetKeys()[k])
@@ -394,17 +509,88 @@ func requestSubjects(ds *datasets.Dataset, q *v1.QueryRequest) []string {
 	return out
 }
 
+// digest is the SHA-256 of the released records in a canonical form: for
+// each record its provenance (department, dataset, record id, delivery),
+// masked fields, and fields in sorted order, every string length-prefixed
+// and every value tagged with its JSON type. Two responses that release the
+// same data have the same digest, whatever their JSON key order.
 func digest(records []*v1.Record) (string, error) {
 	h := sha256.New()
-	opts := proto.MarshalOptions{Deterministic: true}
+	var buf []byte
 	for _, r := range records {
-		b, err := opts.Marshal(r)
-		if err != nil {
+		p := r.GetProvenance()
+		buf = append(buf[:0], 'R')
+		buf = appendStr(buf, p.GetDepartment())
+		buf = appendStr(buf, p.GetDataset())
+		buf = appendStr(buf, p.GetRecordId())
+		buf = appendStr(buf, p.GetDelivery().String())
+		for _, m := range r.GetMaskedFields() {
+			buf = appendStr(buf, m)
+		}
+		h.Write(buf)
+		if err := hashStruct(h, r.GetFields(), &buf); err != nil {
 			return "", err
 		}
-		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// appendStr appends s, length-prefixed.
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func hashStruct(h hash.Hash, st *structpb.Struct, buf *[]byte) error {
+	keys := make([]string, 0, len(st.GetFields()))
+	for k := range st.GetFields() {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	*buf = binary.AppendUvarint(append((*buf)[:0], 'S'), uint64(len(keys)))
+	h.Write(*buf)
+	for _, k := range keys {
+		*buf = appendStr((*buf)[:0], k)
+		h.Write(*buf)
+		if err := hashValue(h, st.GetFields()[k], buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hashValue(h hash.Hash, v *structpb.Value, buf *[]byte) error {
+	b := (*buf)[:0]
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StringValue:
+		b = appendStr(append(b, 's'), k.StringValue)
+	case *structpb.Value_NumberValue:
+		b = binary.BigEndian.AppendUint64(append(b, 'n'), math.Float64bits(k.NumberValue))
+	case *structpb.Value_BoolValue:
+		b = append(b, 'b', 0)
+		if k.BoolValue {
+			b[len(b)-1] = 1
+		}
+	case *structpb.Value_NullValue, nil:
+		b = append(b, 'z')
+	case *structpb.Value_StructValue:
+		*buf = b
+		return hashStruct(h, k.StructValue, buf)
+	case *structpb.Value_ListValue:
+		b = binary.AppendUvarint(append(b, 'l'), uint64(len(k.ListValue.GetValues())))
+		h.Write(b)
+		for _, e := range k.ListValue.GetValues() {
+			if err := hashValue(h, e, buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		return fmt.Errorf("digesting a value of kind %T", k)
+	}
+	*buf = b
+	h.Write(b)
+	return nil
 }
 
 func deliveryName(d v1.Delivery) string {

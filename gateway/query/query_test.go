@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tongban/tongban/policy"
@@ -183,5 +184,47 @@ func TestDenialIsRecorded(t *testing.T) {
 	}
 	if len(rec.got) != 1 || rec.got[0].Decision != DecisionDeny {
 		t.Fatalf("recorded = %+v, want one deny", rec.got)
+	}
+}
+
+func TestRunLeavesSourceRecordsUnchanged(t *testing.T) {
+	src := licence("130104")
+	before := proto.Clone(src)
+	p := newPipeline(t, &fakeFetcher{records: []*v1.SourceRecord{src}}, &fakeRecorder{})
+	for i := 0; i < 2; i++ {
+		if _, err := p.Run(context.Background(), Request{Principal: approvalBureau, Query: &v1.QueryRequest{
+			Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval",
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !proto.Equal(before, src) {
+		t.Fatalf("shaping changed the cached source record:\nbefore %v\nafter  %v", before, src)
+	}
+}
+
+func TestDigest(t *testing.T) {
+	rec := func(name string, order []string) *v1.Record {
+		m := map[string]any{}
+		for _, k := range order {
+			m[k] = map[string]any{"name": name, "code": goodCode, "capital": 100.5, "ok": true, "geo": map[string]any{"type": "Point", "coordinates": []any{114.5, 38.0}}}[k]
+		}
+		f, _ := structpb.NewStruct(m)
+		return &v1.Record{Fields: f, Provenance: &v1.Provenance{Department: "market", RecordId: goodCode}}
+	}
+	a, err := digest([]*v1.Record{rec("甲", []string{"name", "code", "capital", "ok", "geo"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := digest([]*v1.Record{rec("甲", []string{"geo", "ok", "capital", "code", "name"})})
+	c, _ := digest([]*v1.Record{rec("乙", []string{"name", "code", "capital", "ok", "geo"})})
+	if a != b {
+		t.Error("digest depends on field order")
+	}
+	if a == c {
+		t.Error("digest does not depend on values")
+	}
+	if len(a) != 64 {
+		t.Errorf("digest %q is not hex SHA-256", a)
 	}
 }

@@ -95,6 +95,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	}
 	ctx = requestContext(ctx, supplied)
 	_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, reqctx.ID(ctx)))
+	tagSpan(ctx, reqctx.ID(ctx), nil)
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	resp, err := handler(ctx, req)
@@ -147,6 +148,7 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 			ctx = auth.WithVerifiedCert(ctx, r.TLS.VerifiedChains[0][0])
 		}
 		id := reqctx.ID(ctx)
+		tagSpan(ctx, id, r)
 		r.Header.Set(requestIDHeader, id)
 		w.Header().Set("X-Request-Id", id)
 		ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)

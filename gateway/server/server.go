@@ -19,6 +19,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -67,6 +68,12 @@ type Options struct {
 	// when given, or not asked for; a verified client certificate is the
 	// caller's identity (see gateway/auth).
 	TLS *tls.Config
+	// TracerProvider, when set, traces every API request: a span per REST
+	// request (named by method and route) and per gRPC call, continuing a
+	// W3C traceparent the caller sends. Nil adds no instrumentation at all
+	// (gateway/telemetry.Telemetry.TracerProvider returns nil when tracing
+	// is not configured).
+	TracerProvider trace.TracerProvider
 }
 
 // Server is a running gateway front end.
@@ -99,16 +106,19 @@ func New(opts Options, svcs Services) (*Server, error) {
 	if opts.TLS != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(opts.TLS.Clone())))
 	}
+	if opts.TracerProvider != nil {
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(grpcTracing(opts.TracerProvider)))
+	}
 	s.grpc = grpc.NewServer(grpcOpts...)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, queryMarshaler{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		runtime.WithErrorHandler(s.restError),
 		runtime.WithRoutingErrorHandler(s.routingError),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
@@ -155,8 +165,12 @@ func New(opts Options, svcs Services) (*Server, error) {
 	}
 	root.Handle("/", mux)
 
+	handler := s.restMiddleware(root)
+	if opts.TracerProvider != nil {
+		handler = restTracing(opts.TracerProvider, handler)
+	}
 	s.http = &http.Server{
-		Handler:           s.restMiddleware(root),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       opts.RequestTimeout + 5*time.Second,
 		WriteTimeout:      opts.RequestTimeout + 5*time.Second,
