@@ -80,3 +80,16 @@ func (f *Forms) ListCorrections(ctx context.Context, req *v1.ListCorrectionsRequ
 	}
 	return &v1.ListCorrectionsResponse{Corrections: cs}, nil
 }
+
+// ResolveCorrection implements v1.FormsServer: the correction's department
+// (its own systems) or an admin marks it dealt with.
+func (f *Forms) ResolveCorrection(ctx context.Context, req *v1.ResolveCorrectionRequest) (*v1.Correction, error) {
+	id, err := f.Auth.Authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetId() == "" {
+		return nil, apierr.Invalid("id", "is required")
+	}
+	return f.Engine.ResolveCorrection(ctx, Principal(id), reqctx.ID(ctx), req.GetId())
+}

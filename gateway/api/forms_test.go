@@ -92,4 +92,15 @@ func TestFormsService(t *testing.T) {
 			t.Errorf("%s lists %q: %d corrections, err %v; want %d, %v", tc.token, tc.department, len(l.GetCorrections()), err, tc.n, tc.code)
 		}
 	}
+	// Only the correction's department (or an admin) resolves it.
+	if _, err := svc.ResolveCorrection(formsToken("window"), &v1.ResolveCorrectionRequest{Id: c.GetId()}); apierr.CodeOf(err) != codes.PermissionDenied {
+		t.Errorf("another department resolved a correction: err = %v", err)
+	}
+	r, err := svc.ResolveCorrection(formsToken("market"), &v1.ResolveCorrectionRequest{Id: c.GetId()})
+	if err != nil || r.GetState() != "resolved" {
+		t.Fatalf("resolve = %v, %v", r, err)
+	}
+	if _, err := svc.ResolveCorrection(formsToken("market"), &v1.ResolveCorrectionRequest{}); apierr.CodeOf(err) != codes.InvalidArgument {
+		t.Errorf("empty id: err = %v", err)
+	}
 }

@@ -1000,6 +1000,50 @@ func (x *ListCorrectionsRequest) GetState() string {
 	return ""
 }
 
+type ResolveCorrectionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveCorrectionRequest) Reset() {
+	*x = ResolveCorrectionRequest{}
+	mi := &file_tongban_v1_forms_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveCorrectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveCorrectionRequest) ProtoMessage() {}
+
+func (x *ResolveCorrectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tongban_v1_forms_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveCorrectionRequest.ProtoReflect.Descriptor instead.
+func (*ResolveCorrectionRequest) Descriptor() ([]byte, []int) {
+	return file_tongban_v1_forms_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ResolveCorrectionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type ListCorrectionsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Corrections   []*Correction          `protobuf:"bytes,1,rep,name=corrections,proto3" json:"corrections,omitempty"`
@@ -1009,7 +1053,7 @@ type ListCorrectionsResponse struct {
 
 func (x *ListCorrectionsResponse) Reset() {
 	*x = ListCorrectionsResponse{}
-	mi := &file_tongban_v1_forms_proto_msgTypes[13]
+	mi := &file_tongban_v1_forms_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1065,7 @@ func (x *ListCorrectionsResponse) String() string {
 func (*ListCorrectionsResponse) ProtoMessage() {}
 
 func (x *ListCorrectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tongban_v1_forms_proto_msgTypes[13]
+	mi := &file_tongban_v1_forms_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1078,7 @@ func (x *ListCorrectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCorrectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListCorrectionsResponse) Descriptor() ([]byte, []int) {
-	return file_tongban_v1_forms_proto_rawDescGZIP(), []int{13}
+	return file_tongban_v1_forms_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListCorrectionsResponse) GetCorrections() []*Correction {
@@ -1137,15 +1181,18 @@ const file_tongban_v1_forms_proto_rawDesc = "" +
 	"\n" +
 	"department\x18\x01 \x01(\tR\n" +
 	"department\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\tR\x05state\"S\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\"*\n" +
+	"\x18ResolveCorrectionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"S\n" +
 	"\x17ListCorrectionsResponse\x128\n" +
-	"\vcorrections\x18\x01 \x03(\v2\x16.tongban.v1.CorrectionR\vcorrections2\xbb\x04\n" +
+	"\vcorrections\x18\x01 \x03(\v2\x16.tongban.v1.CorrectionR\vcorrections2\xb7\x05\n" +
 	"\x05Forms\x12[\n" +
 	"\tListForms\x12\x1c.tongban.v1.ListFormsRequest\x1a\x1d.tongban.v1.ListFormsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/forms\x12o\n" +
 	"\fAutofillForm\x12\x1b.tongban.v1.AutofillRequest\x1a\x1c.tongban.v1.AutofillResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/forms/{form}:autofill\x12\x81\x01\n" +
 	"\x0eAutofillBundle\x12!.tongban.v1.AutofillBundleRequest\x1a\".tongban.v1.AutofillBundleResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/bundles/{bundle}:autofill\x12k\n" +
 	"\x10CreateCorrection\x12#.tongban.v1.CreateCorrectionRequest\x1a\x16.tongban.v1.Correction\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/corrections\x12s\n" +
-	"\x0fListCorrections\x12\".tongban.v1.ListCorrectionsRequest\x1a#.tongban.v1.ListCorrectionsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/correctionsB=Z;github.com/tongban/tongban/schemas/gen/tongban/v1;tongbanv1b\x06proto3"
+	"\x0fListCorrections\x12\".tongban.v1.ListCorrectionsRequest\x1a#.tongban.v1.ListCorrectionsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/corrections\x12z\n" +
+	"\x11ResolveCorrection\x12$.tongban.v1.ResolveCorrectionRequest\x1a\x16.tongban.v1.Correction\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/corrections/{id}:resolveB=Z;github.com/tongban/tongban/schemas/gen/tongban/v1;tongbanv1b\x06proto3"
 
 var (
 	file_tongban_v1_forms_proto_rawDescOnce sync.Once
@@ -1159,56 +1206,59 @@ func file_tongban_v1_forms_proto_rawDescGZIP() []byte {
 	return file_tongban_v1_forms_proto_rawDescData
 }
 
-var file_tongban_v1_forms_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_tongban_v1_forms_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_tongban_v1_forms_proto_goTypes = []any{
-	(*ListFormsRequest)(nil),        // 0: tongban.v1.ListFormsRequest
-	(*FormSummary)(nil),             // 1: tongban.v1.FormSummary
-	(*ListFormsResponse)(nil),       // 2: tongban.v1.ListFormsResponse
-	(*AutofillRequest)(nil),         // 3: tongban.v1.AutofillRequest
-	(*FilledField)(nil),             // 4: tongban.v1.FilledField
-	(*MaterialStatus)(nil),          // 5: tongban.v1.MaterialStatus
-	(*AutofillSummary)(nil),         // 6: tongban.v1.AutofillSummary
-	(*AutofillResponse)(nil),        // 7: tongban.v1.AutofillResponse
-	(*AutofillBundleRequest)(nil),   // 8: tongban.v1.AutofillBundleRequest
-	(*AutofillBundleResponse)(nil),  // 9: tongban.v1.AutofillBundleResponse
-	(*CreateCorrectionRequest)(nil), // 10: tongban.v1.CreateCorrectionRequest
-	(*Correction)(nil),              // 11: tongban.v1.Correction
-	(*ListCorrectionsRequest)(nil),  // 12: tongban.v1.ListCorrectionsRequest
-	(*ListCorrectionsResponse)(nil), // 13: tongban.v1.ListCorrectionsResponse
-	(*structpb.Value)(nil),          // 14: google.protobuf.Value
-	(*Provenance)(nil),              // 15: tongban.v1.Provenance
-	(*Receipt)(nil),                 // 16: tongban.v1.Receipt
-	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(*ListFormsRequest)(nil),         // 0: tongban.v1.ListFormsRequest
+	(*FormSummary)(nil),              // 1: tongban.v1.FormSummary
+	(*ListFormsResponse)(nil),        // 2: tongban.v1.ListFormsResponse
+	(*AutofillRequest)(nil),          // 3: tongban.v1.AutofillRequest
+	(*FilledField)(nil),              // 4: tongban.v1.FilledField
+	(*MaterialStatus)(nil),           // 5: tongban.v1.MaterialStatus
+	(*AutofillSummary)(nil),          // 6: tongban.v1.AutofillSummary
+	(*AutofillResponse)(nil),         // 7: tongban.v1.AutofillResponse
+	(*AutofillBundleRequest)(nil),    // 8: tongban.v1.AutofillBundleRequest
+	(*AutofillBundleResponse)(nil),   // 9: tongban.v1.AutofillBundleResponse
+	(*CreateCorrectionRequest)(nil),  // 10: tongban.v1.CreateCorrectionRequest
+	(*Correction)(nil),               // 11: tongban.v1.Correction
+	(*ListCorrectionsRequest)(nil),   // 12: tongban.v1.ListCorrectionsRequest
+	(*ResolveCorrectionRequest)(nil), // 13: tongban.v1.ResolveCorrectionRequest
+	(*ListCorrectionsResponse)(nil),  // 14: tongban.v1.ListCorrectionsResponse
+	(*structpb.Value)(nil),           // 15: google.protobuf.Value
+	(*Provenance)(nil),               // 16: tongban.v1.Provenance
+	(*Receipt)(nil),                  // 17: tongban.v1.Receipt
+	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
 }
 var file_tongban_v1_forms_proto_depIdxs = []int32{
 	1,  // 0: tongban.v1.ListFormsResponse.forms:type_name -> tongban.v1.FormSummary
 	1,  // 1: tongban.v1.ListFormsResponse.bundles:type_name -> tongban.v1.FormSummary
-	14, // 2: tongban.v1.FilledField.value:type_name -> google.protobuf.Value
-	15, // 3: tongban.v1.FilledField.provenance:type_name -> tongban.v1.Provenance
-	14, // 4: tongban.v1.FilledField.conflicting_values:type_name -> google.protobuf.Value
-	15, // 5: tongban.v1.FilledField.conflicting_sources:type_name -> tongban.v1.Provenance
-	15, // 6: tongban.v1.MaterialStatus.provenance:type_name -> tongban.v1.Provenance
+	15, // 2: tongban.v1.FilledField.value:type_name -> google.protobuf.Value
+	16, // 3: tongban.v1.FilledField.provenance:type_name -> tongban.v1.Provenance
+	15, // 4: tongban.v1.FilledField.conflicting_values:type_name -> google.protobuf.Value
+	16, // 5: tongban.v1.FilledField.conflicting_sources:type_name -> tongban.v1.Provenance
+	16, // 6: tongban.v1.MaterialStatus.provenance:type_name -> tongban.v1.Provenance
 	4,  // 7: tongban.v1.AutofillResponse.fields:type_name -> tongban.v1.FilledField
 	5,  // 8: tongban.v1.AutofillResponse.materials:type_name -> tongban.v1.MaterialStatus
 	6,  // 9: tongban.v1.AutofillResponse.summary:type_name -> tongban.v1.AutofillSummary
-	16, // 10: tongban.v1.AutofillResponse.receipt:type_name -> tongban.v1.Receipt
+	17, // 10: tongban.v1.AutofillResponse.receipt:type_name -> tongban.v1.Receipt
 	7,  // 11: tongban.v1.AutofillBundleResponse.forms:type_name -> tongban.v1.AutofillResponse
 	6,  // 12: tongban.v1.AutofillBundleResponse.summary:type_name -> tongban.v1.AutofillSummary
-	16, // 13: tongban.v1.AutofillBundleResponse.receipt:type_name -> tongban.v1.Receipt
-	17, // 14: tongban.v1.Correction.raised_at:type_name -> google.protobuf.Timestamp
+	17, // 13: tongban.v1.AutofillBundleResponse.receipt:type_name -> tongban.v1.Receipt
+	18, // 14: tongban.v1.Correction.raised_at:type_name -> google.protobuf.Timestamp
 	11, // 15: tongban.v1.ListCorrectionsResponse.corrections:type_name -> tongban.v1.Correction
 	0,  // 16: tongban.v1.Forms.ListForms:input_type -> tongban.v1.ListFormsRequest
 	3,  // 17: tongban.v1.Forms.AutofillForm:input_type -> tongban.v1.AutofillRequest
 	8,  // 18: tongban.v1.Forms.AutofillBundle:input_type -> tongban.v1.AutofillBundleRequest
 	10, // 19: tongban.v1.Forms.CreateCorrection:input_type -> tongban.v1.CreateCorrectionRequest
 	12, // 20: tongban.v1.Forms.ListCorrections:input_type -> tongban.v1.ListCorrectionsRequest
-	2,  // 21: tongban.v1.Forms.ListForms:output_type -> tongban.v1.ListFormsResponse
-	7,  // 22: tongban.v1.Forms.AutofillForm:output_type -> tongban.v1.AutofillResponse
-	9,  // 23: tongban.v1.Forms.AutofillBundle:output_type -> tongban.v1.AutofillBundleResponse
-	11, // 24: tongban.v1.Forms.CreateCorrection:output_type -> tongban.v1.Correction
-	13, // 25: tongban.v1.Forms.ListCorrections:output_type -> tongban.v1.ListCorrectionsResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
+	13, // 21: tongban.v1.Forms.ResolveCorrection:input_type -> tongban.v1.ResolveCorrectionRequest
+	2,  // 22: tongban.v1.Forms.ListForms:output_type -> tongban.v1.ListFormsResponse
+	7,  // 23: tongban.v1.Forms.AutofillForm:output_type -> tongban.v1.AutofillResponse
+	9,  // 24: tongban.v1.Forms.AutofillBundle:output_type -> tongban.v1.AutofillBundleResponse
+	11, // 25: tongban.v1.Forms.CreateCorrection:output_type -> tongban.v1.Correction
+	14, // 26: tongban.v1.Forms.ListCorrections:output_type -> tongban.v1.ListCorrectionsResponse
+	11, // 27: tongban.v1.Forms.ResolveCorrection:output_type -> tongban.v1.Correction
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -1227,7 +1277,7 @@ func file_tongban_v1_forms_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tongban_v1_forms_proto_rawDesc), len(file_tongban_v1_forms_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

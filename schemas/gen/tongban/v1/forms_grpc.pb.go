@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Forms_ListForms_FullMethodName        = "/tongban.v1.Forms/ListForms"
-	Forms_AutofillForm_FullMethodName     = "/tongban.v1.Forms/AutofillForm"
-	Forms_AutofillBundle_FullMethodName   = "/tongban.v1.Forms/AutofillBundle"
-	Forms_CreateCorrection_FullMethodName = "/tongban.v1.Forms/CreateCorrection"
-	Forms_ListCorrections_FullMethodName  = "/tongban.v1.Forms/ListCorrections"
+	Forms_ListForms_FullMethodName         = "/tongban.v1.Forms/ListForms"
+	Forms_AutofillForm_FullMethodName      = "/tongban.v1.Forms/AutofillForm"
+	Forms_AutofillBundle_FullMethodName    = "/tongban.v1.Forms/AutofillBundle"
+	Forms_CreateCorrection_FullMethodName  = "/tongban.v1.Forms/CreateCorrection"
+	Forms_ListCorrections_FullMethodName   = "/tongban.v1.Forms/ListCorrections"
+	Forms_ResolveCorrection_FullMethodName = "/tongban.v1.Forms/ResolveCorrection"
 )
 
 // FormsClient is the client API for Forms service.
@@ -42,6 +43,10 @@ type FormsClient interface {
 	// CreateCorrection disputes a pre-filled value (校核纠错).
 	CreateCorrection(ctx context.Context, in *CreateCorrectionRequest, opts ...grpc.CallOption) (*Correction, error)
 	ListCorrections(ctx context.Context, in *ListCorrectionsRequest, opts ...grpc.CallOption) (*ListCorrectionsResponse, error)
+	// ResolveCorrection marks a correction as dealt with by its department
+	// (the department's own systems or an admin). The department corrects its
+	// own record; the gateway never overwrites department data.
+	ResolveCorrection(ctx context.Context, in *ResolveCorrectionRequest, opts ...grpc.CallOption) (*Correction, error)
 }
 
 type formsClient struct {
@@ -102,6 +107,16 @@ func (c *formsClient) ListCorrections(ctx context.Context, in *ListCorrectionsRe
 	return out, nil
 }
 
+func (c *formsClient) ResolveCorrection(ctx context.Context, in *ResolveCorrectionRequest, opts ...grpc.CallOption) (*Correction, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Correction)
+	err := c.cc.Invoke(ctx, Forms_ResolveCorrection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FormsServer is the server API for Forms service.
 // All implementations must embed UnimplementedFormsServer
 // for forward compatibility.
@@ -118,6 +133,10 @@ type FormsServer interface {
 	// CreateCorrection disputes a pre-filled value (校核纠错).
 	CreateCorrection(context.Context, *CreateCorrectionRequest) (*Correction, error)
 	ListCorrections(context.Context, *ListCorrectionsRequest) (*ListCorrectionsResponse, error)
+	// ResolveCorrection marks a correction as dealt with by its department
+	// (the department's own systems or an admin). The department corrects its
+	// own record; the gateway never overwrites department data.
+	ResolveCorrection(context.Context, *ResolveCorrectionRequest) (*Correction, error)
 	mustEmbedUnimplementedFormsServer()
 }
 
@@ -142,6 +161,9 @@ func (UnimplementedFormsServer) CreateCorrection(context.Context, *CreateCorrect
 }
 func (UnimplementedFormsServer) ListCorrections(context.Context, *ListCorrectionsRequest) (*ListCorrectionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCorrections not implemented")
+}
+func (UnimplementedFormsServer) ResolveCorrection(context.Context, *ResolveCorrectionRequest) (*Correction, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResolveCorrection not implemented")
 }
 func (UnimplementedFormsServer) mustEmbedUnimplementedFormsServer() {}
 func (UnimplementedFormsServer) testEmbeddedByValue()               {}
@@ -254,6 +276,24 @@ func _Forms_ListCorrections_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Forms_ResolveCorrection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveCorrectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FormsServer).ResolveCorrection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Forms_ResolveCorrection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FormsServer).ResolveCorrection(ctx, req.(*ResolveCorrectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Forms_ServiceDesc is the grpc.ServiceDesc for Forms service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -280,6 +320,10 @@ var Forms_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCorrections",
 			Handler:    _Forms_ListCorrections_Handler,
+		},
+		{
+			MethodName: "ResolveCorrection",
+			Handler:    _Forms_ResolveCorrection_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
