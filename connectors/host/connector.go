@@ -19,7 +19,17 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 
 	"github.com/tongban/tongban/connectors/sdk"
 	"github.com/tongban/tongban/schemas/apierr"
@@ -171,6 +181,9 @@ func (c *connector) launch(ctx context.Context) (*instance, *v1.Descriptor, erro
 		AutoMTLS:         true,
 		StartTimeout:     c.cfg.StartTimeout,
 		Logger:           hclogAdapter(c.h.log, c.h.opts.PluginLogLevel, "connector."+c.cfg.Name),
+		// Within a traced request every plugin call is a client span whose
+		// W3C traceparent travels to the plugin in the call's metadata.
+		GRPCDialOptions: []grpc.DialOption{grpc.WithStatsHandler(newPluginTracing())},
 	})
 	cl, err := sdk.Dispense(c.cfg.Name, pc)
 	if err != nil {
@@ -470,20 +483,38 @@ func (c *connector) checkHealth(ctx context.Context) {
 
 // --- calls ---
 
-// fetch is one logical read: attempts with retries, recorded once.
-func (c *connector) fetch(ctx context.Context, req *v1.FetchRequest) (*v1.FetchResponse, error) {
+// fetch is one logical read: attempts with retries, recorded once. Within a
+// traced request it is span "connector.fetch", parent of one client span per
+// attempt.
+func (c *connector) fetch(ctx context.Context, req *v1.FetchRequest) (resp *v1.FetchResponse, err error) {
+	ctx, span := startSpan(ctx, "connector.fetch")
+	attempts := 0
+	if span.IsRecording() {
+		defer func() {
+			span.SetAttributes(
+				attribute.String("tongban.department", c.department()),
+				attribute.String("tongban.connector", c.cfg.Name),
+				attribute.String("tongban.dataset", req.GetDataset()),
+				attribute.Int("tongban.attempts", attempts),
+			)
+			if err != nil {
+				span.SetAttributes(attribute.String("tongban.reason", apierr.From(err).Reason))
+				if departmentFailure(err) {
+					span.SetStatus(otelcodes.Error, "department call failed")
+				}
+			}
+			span.End()
+		}()
+	}
 	start := time.Now()
 	if ctx.Err() != nil {
 		err := c.callerErr(ctx)
 		c.record(req.GetDataset(), start, err)
 		return nil, err
 	}
-	var (
-		resp *v1.FetchResponse
-		err  error
-	)
 	wait := c.cfg.Retries.Backoff.Min
 	for attempt := 1; ; attempt++ {
+		attempts = attempt
 		resp, err = c.attempt(ctx, req)
 		if err == nil || attempt >= c.cfg.Retries.Attempts || !retryable(err) {
 			break
@@ -761,4 +792,74 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2+1)
+}
+
+// --- tracing ---
+
+// tracingScope is the instrumentation scope of the host's spans.
+const tracingScope = "github.com/tongban/tongban/connectors/host"
+
+// startSpan starts a child of the span in ctx from that span's own tracer
+// provider. Outside a recording span it returns ctx and a no-op span without
+// allocating, so an untraced gateway pays nothing.
+func startSpan(ctx context.Context, name string) (context.Context, trace.Span) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.IsRecording() {
+		return ctx, tracenoop.Span{}
+	}
+	return parent.TracerProvider().Tracer(tracingScope).Start(ctx, name)
+}
+
+// pluginTracing is the stats handler of the gRPC connection to a plugin
+// process. A call made within a recording span becomes a client span (from
+// otelgrpc) whose W3C traceparent travels to the plugin in the call's
+// metadata, where the plugin's server span continues the trace. Other calls
+// (health checks, an untraced gateway) pass untouched.
+type pluginTracing struct{ inner stats.Handler }
+
+// tracedCall marks the context of a call pluginTracing traces.
+type tracedCall struct{}
+
+func newPluginTracing() stats.Handler {
+	return pluginTracing{inner: otelgrpc.NewClientHandler(
+		otelgrpc.WithTracerProvider(parentProvider{}),
+		otelgrpc.WithPropagators(propagation.TraceContext{}),
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
+	)}
+}
+
+func (h pluginTracing) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx
+	}
+	return context.WithValue(h.inner.TagRPC(ctx, info), tracedCall{}, true)
+}
+
+func (h pluginTracing) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if ctx.Value(tracedCall{}) != nil {
+		h.inner.HandleRPC(ctx, s)
+	}
+}
+
+func (pluginTracing) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (pluginTracing) HandleConn(context.Context, stats.ConnStats) {}
+
+// parentProvider is a tracer provider whose tracers start each span from the
+// provider of the span in the context: the plugin call is recorded by
+// whichever provider traces the request, with no global state.
+type parentProvider struct{ embedded.TracerProvider }
+
+func (parentProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return parentTracer{name: name, opts: opts}
+}
+
+type parentTracer struct {
+	embedded.Tracer
+	name string
+	opts []trace.TracerOption
+}
+
+func (t parentTracer) Start(ctx context.Context, spanName string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	return trace.SpanFromContext(ctx).TracerProvider().Tracer(t.name, t.opts...).Start(ctx, spanName, opts...)
 }

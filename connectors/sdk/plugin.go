@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,11 +11,22 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 
 	"github.com/tongban/tongban/schemas/apierr"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
@@ -91,6 +103,18 @@ func PluginSet(c Connector) plugin.PluginSet {
 //
 // Serve sets the default slog logger to write to stderr in the form the host
 // relays into its own log, at the level the host asks for.
+//
+// When the host passes an OTLP endpoint in the environment
+// ($OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT, with
+// $OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or $OTEL_EXPORTER_OTLP_PROTOCOL "grpc",
+// the default, or "http/protobuf"), Serve also traces: each call the host
+// makes within a sampled trace becomes a server span continuing the host's
+// trace (W3C traceparent in the call's metadata), exported with service.name
+// "tongban-connector". The tracer provider is installed as the OpenTelemetry
+// global, so spans a connector starts from the call's context (for example
+// with otelhttp around its HTTP client) join the trace too. The process
+// never starts traces of its own, and flushes its spans when the host ends
+// it.
 func Serve(c Connector) {
 	ServeProtocol(c, ProtocolVersion)
 }
@@ -100,10 +124,17 @@ func Serve(c Connector) {
 func ServeProtocol(c Connector, version int) {
 	level := parseLevel(os.Getenv(EnvLogLevel))
 	slog.SetDefault(slog.New(newPluginLogHandler(os.Stderr, level)))
+	grpcServer := plugin.DefaultGRPCServer
+	if handler, shutdown := setupTracing(context.Background()); handler != nil {
+		defer shutdown()
+		grpcServer = func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, grpc.StatsHandler(handler)))
+		}
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: handshake(version),
 		Plugins:         PluginSet(c),
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer:      grpcServer,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:       "connector",
 			Level:      hclogLevel(level),
@@ -111,6 +142,81 @@ func ServeProtocol(c Connector, version int) {
 			JSONFormat: true,
 		}),
 	})
+}
+
+// TracingServiceName is the service.name of a connector process's spans.
+const TracingServiceName = "tongban-connector"
+
+// tracingFlushTimeout bounds the final flush of spans at exit; go-plugin
+// kills a plugin that has not exited 2s after the host asked it to.
+const tracingFlushTimeout = 1500 * time.Millisecond
+
+// setupTracing builds the tracing of a connector process from the OTLP
+// environment the host passes. It returns a nil handler when no endpoint is
+// set or tracing cannot be set up (which is logged: a connector serves
+// without tracing rather than not at all).
+func setupTracing(ctx context.Context) (stats.Handler, func()) {
+	endpoint := cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+	if endpoint == "" {
+		return nil, nil
+	}
+	protocol := cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "grpc")
+	var (
+		exp sdktrace.SpanExporter
+		err error
+	)
+	switch protocol {
+	case "grpc":
+		exp, err = otlptracegrpc.New(ctx) // endpoint, timeout and TLS from the environment
+	case "http/protobuf":
+		exp, err = otlptracehttp.New(ctx)
+	default:
+		err = fmt.Errorf("OTLP protocol %q is not one of grpc, http/protobuf", protocol)
+	}
+	if err != nil {
+		slog.Error("tracing disabled", "endpoint", endpoint, "err", err)
+		return nil, nil
+	}
+	res, err := resource.New(ctx,
+		resource.WithFromEnv(), // $OTEL_RESOURCE_ATTRIBUTES: the host adds its node
+		resource.WithAttributes(
+			attribute.String("service.name", TracingServiceName),
+			attribute.String("tongban.connector", os.Getenv(EnvName)),
+		),
+		resource.WithTelemetrySDK(),
+		resource.WithHost(),
+	)
+	if err != nil {
+		slog.Warn("tracing: describing the resource", "err", err)
+	}
+	if res == nil {
+		res = resource.Default()
+	}
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithBatcher(exp),
+		sdktrace.WithResource(res),
+		// Only continue the host's sampled traces; never start one.
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())),
+	)
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { slog.Warn("tracing: exporting spans", "err", err) }))
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	handler := otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(tp),
+		otelgrpc.WithPropagators(propagation.TraceContext{}),
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
+		otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
+			return strings.HasPrefix(info.FullMethodName, "/"+v1.Connector_ServiceDesc.ServiceName+"/")
+		}),
+	)
+	shutdown := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			slog.Warn("tracing: flushing spans at exit", "err", err)
+		}
+	}
+	return handler, shutdown
 }
 
 // Dispense starts the plugin process of pc if it is not running, negotiates

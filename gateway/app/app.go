@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -33,6 +35,7 @@ import (
 	"github.com/tongban/tongban/gateway/query"
 	"github.com/tongban/tongban/gateway/quota"
 	"github.com/tongban/tongban/gateway/server"
+	"github.com/tongban/tongban/gateway/telemetry"
 	"github.com/tongban/tongban/policy"
 	"github.com/tongban/tongban/policy/store"
 	"github.com/tongban/tongban/policy/store/pgstore"
@@ -93,6 +96,16 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	}()
 	var err error
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Tracing (OTLP) when configured; installed before anything it traces.
+	tel, err := telemetry.Setup(ctx, cfg.Telemetry, cfg.Node, a.log.With("component", "telemetry"))
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return tel.Shutdown(sctx)
+	})
 	// Background work (event relays, export) lives until Close.
 	life, stopLife := context.WithCancel(context.WithoutCancel(ctx))
 	a.closers = append(a.closers, func() error { stopLife(); a.bg.Wait(); return nil })
@@ -190,7 +203,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 
 	// Departments: connector plugin processes behind breakers.
 	a.Host, err = host.New(cfg.Departments, host.Options{
-		Launcher:   opts.Launcher,
+		Launcher:   withEnv(opts.Launcher, tel.PluginEnv()),
 		Logger:     a.log.With("component", "connectors"),
 		Registerer: a.reg,
 	})
@@ -255,7 +268,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	authn := auth.New(identities(cfg.Identities), auth.WithCertificates(identity.ParseIdentity),
 		auth.WithRateLimit(cfg.Server.RateLimit.PerSecond, cfg.Server.RateLimit.Burst))
 	decider := api.EngineDecider{Engine: a.Engine, Limiter: limiter}
-	pipeline := &query.Pipeline{Dict: a.Dict, Policy: decider, Fetch: a.Cache, Record: recorder, MaxPage: 100}
+	pipeline := &query.Pipeline{Dict: a.Dict, Policy: decider, Fetch: a.Cache, Record: recorder, MaxPage: 100, Registerer: a.reg}
 
 	if err := mkdirFor(cfg.Forms.CorrectionsPath); err != nil {
 		return nil, err
@@ -309,6 +322,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		ShutdownTimeout: cfg.Server.ShutdownTimeout,
 		TLS:             serverTLS,
 		Registry:        a.reg,
+		TracerProvider:  tel.TracerProvider(),
 		Logger:          a.log,
 		Checks: append([]server.Check{
 			{Name: "grants_store", Critical: true, Fn: func(ctx context.Context) error { _, err := st.Revision(ctx); return err }},
@@ -326,6 +340,28 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	}
 	built = true
 	return a, nil
+}
+
+// withEnv returns a launcher adding env to the commands of launch (the
+// self-launcher when nil): the plugin processes' tracing settings.
+func withEnv(launch host.Launcher, env []string) host.Launcher {
+	if launch == nil {
+		launch = host.SelfLauncher()
+	}
+	if len(env) == 0 {
+		return launch
+	}
+	return func(typ string) (*exec.Cmd, error) {
+		cmd, err := launch(typ)
+		if err != nil {
+			return nil, err
+		}
+		if cmd.Env == nil {
+			cmd.Env = os.Environ()
+		}
+		cmd.Env = append(cmd.Env, env...)
+		return cmd, nil
+	}
 }
 
 // background runs fn until the app's lifetime context ends; Close waits.

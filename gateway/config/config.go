@@ -11,12 +11,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/tongban/tongban/connectors/host"
+	"github.com/tongban/tongban/gateway/telemetry"
 )
 
 // Config is the whole gateway configuration.
@@ -42,6 +44,10 @@ type Config struct {
 	Departments host.Config `yaml:"departments"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
+	// Telemetry configures tracing: OTLP export of spans from the API edge
+	// through policy, cache and the connector plugins (see
+	// docs/observability.md).
+	Telemetry telemetry.Config `yaml:"telemetry"`
 }
 
 // Server holds listen addresses and limits.
@@ -248,6 +254,9 @@ func Default() Config {
 		Cache: Cache{MaxBytes: 64 << 20, MaxStale: time.Hour, NegativeTTL: 30 * time.Second},
 		Forms: Forms{CorrectionsPath: "var/corrections.db"},
 		Log:   Log{Level: "info", Format: "text"},
+		// Tracing is off until telemetry.otlp_endpoint is set; then every
+		// new trace is recorded unless sample_ratio says otherwise.
+		Telemetry: telemetry.Config{SampleRatio: 1},
 	}
 }
 
@@ -313,6 +322,16 @@ var envKeys = map[string]func(*Config, string) error{
 	"EVENTS_KAFKA_BROKERS":      func(c *Config, v string) error { c.Events.Kafka.Brokers = splitList(v); return nil },
 	"LOG_LEVEL":                 func(c *Config, v string) error { c.Log.Level = v; return nil },
 	"LOG_FORMAT":                func(c *Config, v string) error { c.Log.Format = v; return nil },
+	"TELEMETRY_OTLP_ENDPOINT":   func(c *Config, v string) error { c.Telemetry.OTLPEndpoint = v; return nil },
+	"TELEMETRY_PROTOCOL":        func(c *Config, v string) error { c.Telemetry.Protocol = v; return nil },
+	"TELEMETRY_SAMPLE_RATIO": func(c *Config, v string) error {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return err
+		}
+		c.Telemetry.SampleRatio = r
+		return nil
+	},
 }
 
 func durationVar(field func(*Config) *time.Duration) func(*Config, string) error {
@@ -492,6 +511,9 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if err := c.Telemetry.Validate(); err != nil {
+		errs = append(errs, err) // names telemetry.<key>
 	}
 	return errors.Join(errs...)
 }

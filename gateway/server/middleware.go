@@ -107,6 +107,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
 	ctx := requestContext(ss.Context(), "")
+	tagSpan(ctx, reqctx.ID(ctx), nil)
 	err := handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
 	err = s.sanitize(ctx, info.FullMethod, err)
 	s.observe(ctx, info.FullMethod, "grpc", err, start)
