@@ -245,6 +245,7 @@ func (c *connector) command() (*exec.Cmd, error) {
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
+	cmd.Env = append(cmd.Env, c.h.opts.PluginEnv...)
 	cmd.Env = append(cmd.Env,
 		sdk.EnvName+"="+c.cfg.Name,
 		sdk.EnvConfig+"="+string(settings),

@@ -67,6 +67,9 @@ type Options struct {
 	PluginLogLevel slog.Level
 	// Registerer receives the host's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// PluginEnv is added to the environment of every plugin process,
+	// built-in and external (e.g. the OTEL_* settings of tracing).
+	PluginEnv []string
 }
 
 // Source says which connector served a fetch.

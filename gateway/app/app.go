@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -203,7 +201,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 
 	// Departments: connector plugin processes behind breakers.
 	a.Host, err = host.New(cfg.Departments, host.Options{
-		Launcher:   withEnv(opts.Launcher, tel.PluginEnv()),
+		Launcher:   opts.Launcher,
+		PluginEnv:  tel.PluginEnv(),
 		Logger:     a.log.With("component", "connectors"),
 		Registerer: a.reg,
 	})
@@ -340,28 +339,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	}
 	built = true
 	return a, nil
-}
-
-// withEnv returns a launcher adding env to the commands of launch (the
-// self-launcher when nil): the plugin processes' tracing settings.
-func withEnv(launch host.Launcher, env []string) host.Launcher {
-	if launch == nil {
-		launch = host.SelfLauncher()
-	}
-	if len(env) == 0 {
-		return launch
-	}
-	return func(typ string) (*exec.Cmd, error) {
-		cmd, err := launch(typ)
-		if err != nil {
-			return nil, err
-		}
-		if cmd.Env == nil {
-			cmd.Env = os.Environ()
-		}
-		cmd.Env = append(cmd.Env, env...)
-		return cmd, nil
-	}
 }
 
 // background runs fn until the app's lifetime context ends; Close waits.
