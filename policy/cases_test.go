@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -51,7 +52,7 @@ func (c caseGrant) proto(t *testing.T) *v1.Grant {
 	if c.State != "" {
 		g.State = v1.GrantState(enumValue(t, v1.GrantState_value, "GRANT_STATE_", c.State))
 	}
-	for _, f := range sortedKeys(c.Masks) {
+	for _, f := range slices.Sorted(maps.Keys(c.Masks)) {
 		g.Masks = append(g.Masks, &v1.FieldMask{Field: f, Mask: maskKind(t, c.Masks[f])})
 	}
 	if c.ValidFrom != nil {
@@ -128,15 +129,6 @@ func enumValue(t *testing.T, values map[string]int32, prefix, name string) int32
 
 func maskKind(t *testing.T, name string) v1.MaskKind {
 	return v1.MaskKind(enumValue(t, v1.MaskKind_value, "MASK_KIND_", name))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func testDictionary(t testing.TB) *datasets.Dictionary {

@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -416,8 +417,8 @@ func (e *Engine) recordFill(ctx context.Context, r Request, fs []*forms.Form, de
 		Kind:               KindAutofill,
 		Consumer:           r.Principal.SystemID,
 		ConsumerDepartment: r.Principal.Department,
-		Dataset:            strings.Join(sortedKeys(a.datasets), ","),
-		Department:         strings.Join(sortedKeys(a.departments), ","),
+		Dataset:            strings.Join(slices.Sorted(maps.Keys(a.datasets)), ","),
+		Department:         strings.Join(slices.Sorted(maps.Keys(a.departments)), ","),
 		Subjects:           []string{r.ApplicantID},
 		FieldsReturned:     a.returned,
 		FieldsWithheld:     a.withheld,
@@ -426,7 +427,7 @@ func (e *Engine) recordFill(ctx context.Context, r Request, fs []*forms.Form, de
 	var purposes []string
 	for i, f := range fs {
 		purposes = appendUnique(purposes, f.Purpose)
-		for _, ds := range sortedKeys(decisions[i]) {
+		for _, ds := range slices.Sorted(maps.Keys(decisions[i])) {
 			d := decisions[i][ds]
 			for _, g := range d.dec.GrantIDs {
 				ex.GrantIDs = appendUnique(ex.GrantIDs, g)
@@ -775,7 +776,7 @@ func (fr *formRun) material(m *forms.Material) *v1.MaterialStatus {
 		return out
 	}
 	fields := c.rec.GetFields().GetFields()
-	for _, k := range sortedKeys(m.SatisfiedBy.Where) {
+	for _, k := range slices.Sorted(maps.Keys(m.SatisfiedBy.Where)) {
 		if !slices.Contains(m.SatisfiedBy.Where[k], forms.Text(fields[k].AsInterface())) {
 			out.Reason = ReasonConditionNotMet
 			out.Provenance = c.prov
@@ -812,13 +813,4 @@ func appendUnique(s []string, v string) []string {
 		return s
 	}
 	return append(s, v)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -308,7 +309,7 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		ex.FieldsWithheld = append(ex.FieldsWithheld, w.Field)
 	}
 	ex.Delivery = deliveryName(res.Delivery)
-	ex.Subjects = sortedKeys(subjects)
+	ex.Subjects = slices.Sorted(maps.Keys(subjects))
 	ex.ResponseDigest, err = digest(resp.Records)
 	if err != nil {
 		return nil, fmt.Errorf("digesting response: %w", err)
@@ -328,7 +329,7 @@ func (p *Pipeline) notFound(ctx context.Context, ex Exchange, ds *datasets.Datas
 	ex.DenyReason = apierr.ReasonNotFound
 	_, _ = p.record(ctx, ex)
 	what := make([]string, 0, len(q.GetKeys()))
-	for _, k := range sortedKeys(q.GetKeys()) {
+	for _, k := range slices.Sorted(maps.Keys(q.GetKeys())) {
 		what = append(what, k+"="+q.GetKeys()[k])
 	}
 	return apierr.Newf(codes.NotFound, apierr.ReasonNotFound, "no record of %s matches %s", ds.Name, strings.Join(what, ", ")).
@@ -363,7 +364,7 @@ func (p *Pipeline) validate(q *v1.QueryRequest) (*datasets.Dataset, error) {
 		}
 	}
 	selectors := 0
-	for _, k := range sortedKeys(q.GetKeys()) {
+	for _, k := range slices.Sorted(maps.Keys(q.GetKeys())) {
 		v := q.GetKeys()[k]
 		if !ds.IsLookup(k) {
 			return nil, apierr.Invalid("keys."+k, "%s cannot be looked up by %q; use one of %s",
@@ -377,7 +378,7 @@ func (p *Pipeline) validate(q *v1.QueryRequest) (*datasets.Dataset, error) {
 		}
 		selectors++
 	}
-	for _, k := range sortedKeys(q.GetFilter()) {
+	for _, k := range slices.Sorted(maps.Keys(q.GetFilter())) {
 		if !ds.HasField(k) {
 			return nil, apierr.Invalid("filter."+k, "%q is not a field of %s", k, ds.Name)
 		}
@@ -603,13 +604,4 @@ func deliveryName(d v1.Delivery) string {
 		return "stale"
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

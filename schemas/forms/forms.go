@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -468,7 +469,7 @@ func (c *Catalog) checkForm(dict *datasets.Dictionary, f *Form) []error {
 			bad(s.pos.at("by"), where+".by", "%s.%s holds %s identifiers, which cannot name a %s applicant",
 				ds.Name, s.By, identName(fd.Ident), f.ApplicantKind)
 		}
-		for _, k := range sortedKeys(s.Where) {
+		for _, k := range slices.Sorted(maps.Keys(s.Where)) {
 			if !ds.HasField(k) {
 				bad(s.pos.at("where"), where+".where."+k, "%q is not a field of %s", k, ds.Name)
 			}
@@ -490,7 +491,7 @@ func (c *Catalog) checkForm(dict *datasets.Dictionary, f *Form) []error {
 			continue
 		}
 		s.Matches = map[string]Ref{}
-		for _, k := range sortedKeys(s.Match) {
+		for _, k := range slices.Sorted(maps.Keys(s.Match)) {
 			where := fmt.Sprintf("sources[%d] (%s).match.%s", i, s.Name, k)
 			if !ds.HasField(k) {
 				bad(s.pos.at("match"), where, "%q is not a field of %s", k, ds.Name)
@@ -603,7 +604,7 @@ func (c *Catalog) checkForm(dict *datasets.Dictionary, f *Form) []error {
 		if !ok {
 			continue
 		}
-		for _, k := range sortedKeys(m.SatisfiedBy.Where) {
+		for _, k := range slices.Sorted(maps.Keys(m.SatisfiedBy.Where)) {
 			if !ds.HasField(k) {
 				bad(m.pos.at("satisfied_by"), where+".satisfied_by.where."+k, "%q is not a field of %s", k, ds.Name)
 			}
@@ -647,7 +648,7 @@ func (f *Form) matchCycle() string {
 		state[name] = 1
 		path = append(path, name)
 		if s, ok := f.sources[name]; ok {
-			for _, k := range sortedKeys(s.Matches) {
+			for _, k := range slices.Sorted(maps.Keys(s.Matches)) {
 				if c := visit(s.Matches[k].Source); c != "" {
 					return c
 				}
@@ -723,13 +724,4 @@ func identName(kind string) string {
 		return "no applicant"
 	}
 	return kind
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

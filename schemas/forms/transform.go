@@ -2,6 +2,7 @@ package forms
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -75,7 +76,7 @@ func (t *Transform) validate() string {
 		}
 	case t.Unit != "":
 		if _, ok := units[t.Unit]; !ok {
-			known := sortedKeys(units)
+			known := slices.Sorted(maps.Keys(units))
 			return fmt.Sprintf("unit %q is not one of %s", t.Unit, strings.Join(known, ", "))
 		}
 	case t.Round != nil:

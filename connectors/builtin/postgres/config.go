@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -155,7 +156,7 @@ func (c *Config) validateDataset(name string, d *Dataset) error {
 			return fmt.Errorf("%s.by_key.params: %v must name the key fields %v", path, d.ByKey.Params, ds.Keys)
 		}
 	}
-	for _, f := range sortedKeys(d.ByLookup) {
+	for _, f := range slices.Sorted(maps.Keys(d.ByLookup)) {
 		lp := fmt.Sprintf("%s.by_lookup.%s", path, f)
 		if err := conn.CheckField(ds, path+".by_lookup", f); err != nil {
 			return err
@@ -171,7 +172,7 @@ func (c *Config) validateDataset(name string, d *Dataset) error {
 			return fmt.Errorf("%s.params: %v must include %s", lp, q.Params, f)
 		}
 	}
-	for _, col := range sortedKeys(d.Columns) {
+	for _, col := range slices.Sorted(maps.Keys(d.Columns)) {
 		if err := conn.CheckField(ds, fmt.Sprintf("%s.columns.%s", path, col), d.Columns[col]); err != nil {
 			return err
 		}
@@ -282,13 +283,4 @@ func CountParams(sql string) (int, error) {
 		}
 	}
 	return maxN, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

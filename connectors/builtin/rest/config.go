@@ -3,6 +3,7 @@ package rest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -217,7 +218,7 @@ func (c *Config) validateDataset(name string, d *Dataset) error {
 	if d.ID == "" && len(ds.Keys) != 1 {
 		return fmt.Errorf("%s.id: must be set, %s has %d key fields", path, name, len(ds.Keys))
 	}
-	for _, f := range sortedKeys(d.Fields) {
+	for _, f := range slices.Sorted(maps.Keys(d.Fields)) {
 		if err := conn.CheckField(ds, path+".fields", f); err != nil {
 			return err
 		}
@@ -248,7 +249,7 @@ func (c *Config) validateDataset(name string, d *Dataset) error {
 		if len(l.Params) == 0 {
 			return fmt.Errorf("%s.params: map at least one field to a query parameter", lp)
 		}
-		for _, f := range sortedKeys(l.Params) {
+		for _, f := range slices.Sorted(maps.Keys(l.Params)) {
 			if err := conn.CheckField(ds, lp+".params", f); err != nil {
 				return err
 			}
@@ -296,13 +297,4 @@ func checkTemplate(ds *datasets.Dataset, path, tmpl string) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

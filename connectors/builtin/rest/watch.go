@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/url"
@@ -257,17 +258,17 @@ func (w *Watch) validate(names []string) error {
 	if w.Backoff.Max < w.Backoff.Min {
 		return fmt.Errorf("watch.backoff.max: %v is less than min %v", w.Backoff.Max, w.Backoff.Min)
 	}
-	for _, v := range sortedKeys(w.Event.Datasets) {
+	for _, v := range slices.Sorted(maps.Keys(w.Event.Datasets)) {
 		if name := w.Event.Datasets[v]; !slices.Contains(names, name) {
 			return fmt.Errorf("watch.event.datasets[%q]: %q is not a dataset of the connector (datasets: %s)", v, name, strings.Join(names, ", "))
 		}
 	}
-	for _, v := range sortedKeys(w.Event.Ops) {
+	for _, v := range slices.Sorted(maps.Keys(w.Event.Ops)) {
 		if op := w.Event.Ops[v]; op != OpUpsert && op != OpDelete {
 			return fmt.Errorf("watch.event.ops[%q]: %q is not one of upsert, delete", v, op)
 		}
 	}
-	for _, f := range sortedKeys(w.Event.Keys) {
+	for _, f := range slices.Sorted(maps.Keys(w.Event.Keys)) {
 		if !slices.ContainsFunc(names, func(n string) bool {
 			ds, ok := conn.Dictionary().Dataset(n)
 			return ok && ds.HasField(f)
