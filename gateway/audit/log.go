@@ -332,6 +332,10 @@ func (l *Log) load(ctx context.Context) error {
 				r.corrupt.Reason += fmt.Sprintf(" (entry is covered by the signed checkpoint of size %d)", signed)
 				return r.corrupt
 			}
+			if !r.torn {
+				r.corrupt.Reason += " (more data follows: not a torn tail, acknowledged entries would be lost)"
+				return r.corrupt
+			}
 			if err := l.truncateTail(seg, r); err != nil {
 				return err
 			}

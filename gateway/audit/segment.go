@@ -139,6 +139,11 @@ type scanResult struct {
 	end     int64         // offset just after the last valid frame
 	corrupt *CorruptError // first invalid frame, or nil
 	short   bool          // the invalid frame is incomplete at end of file
+	// torn says the invalid frame is the last thing in the file (it is
+	// incomplete, only zeros follow, or it ends exactly at the end of the
+	// file), as a crash while appending leaves it. Damage followed by more
+	// data is not a torn tail: the entries after it were acknowledged.
+	torn bool
 }
 
 // scanSegment reads the segment starting at first and calls fn for each
@@ -163,6 +168,7 @@ func scanSegment(dir string, first uint64, fn func(index uint64, off int64, data
 		if reason, short := frameError(b[off:]); reason != "" {
 			r.corrupt = &CorruptError{Segment: name, Index: idx, Offset: off, Reason: reason}
 			r.short = short
+			r.torn = tornAt(b[off:], short)
 			break
 		}
 		n := int64(binary.BigEndian.Uint32(b[off : off+4]))
@@ -194,11 +200,7 @@ func readFrames(path string) (frames [][]byte, end int64, corrupt *CorruptError,
 	var off int64
 	for int(off) < len(b) {
 		if reason, short := frameError(b[off:]); reason != "" {
-			torn = short || allZero(b[off:])
-			if !torn {
-				n := int64(binary.BigEndian.Uint32(b[off : off+4]))
-				torn = off+frameHeader+n == int64(len(b))
-			}
+			torn = tornAt(b[off:], short)
 			return frames, off, &CorruptError{Segment: filepath.Base(path), Index: uint64(len(frames)), Offset: off, Reason: reason}, torn, nil
 		}
 		n := int64(binary.BigEndian.Uint32(b[off : off+4]))
@@ -206,6 +208,17 @@ func readFrames(path string) (frames [][]byte, end int64, corrupt *CorruptError,
 		off += frameHeader + n
 	}
 	return frames, off, nil, false, nil
+}
+
+// tornAt says whether the invalid frame at the start of rest (the file from
+// that frame to its end) is a torn tail: incomplete, followed only by
+// zeros, or a whole frame that ends exactly at the end of the file.
+func tornAt(rest []byte, short bool) bool {
+	if short || allZero(rest) {
+		return true
+	}
+	n := uint64(binary.BigEndian.Uint32(rest[0:4]))
+	return frameHeader+n == uint64(len(rest))
 }
 
 func allZero(b []byte) bool {

@@ -99,7 +99,7 @@ func VerifyDir(dir, verifierKey string) (Report, error) {
 			return rep, fmt.Errorf("audit verify: %w", err)
 		}
 		if r.corrupt != nil {
-			if i == len(firsts)-1 && r.corrupt.Index >= signed {
+			if i == len(firsts)-1 && r.corrupt.Index >= signed && r.torn {
 				rep.TornTail = r.corrupt
 			} else {
 				return rep, fmt.Errorf("audit verify: %w", r.corrupt)

@@ -118,3 +118,56 @@ func isRegionPrefix(s string) bool {
 	}
 	return true
 }
+
+// checkHistory checks that an imported grant's history follows the rules a
+// grant made here follows, so that Import cannot store an active grant that
+// no one (or only its proposer) approved, or a rejected grant as active:
+// it starts with the proposal by ProposedBy, each transition starts where
+// the previous one ended and is one the workflow makes, with the role and
+// opinion it requires, and the last one ends in the grant's state.
+func checkHistory(dict *datasets.Dictionary, g *v1.Grant) error {
+	h := g.GetHistory()
+	if len(h) == 0 || g.GetProposedBy() == "" {
+		return apierr.Invalid("grant.history", "an imported grant needs its proposer and history")
+	}
+	ds, _ := dict.Dataset(g.GetDataset())
+	major := ds.Sensitivity == "major" || g.GetNeedsLegalReview()
+	prev := v1.GrantState_GRANT_STATE_UNSPECIFIED
+	for i, t := range h {
+		path := fmt.Sprintf("grant.history[%d]", i)
+		if t.GetFrom() != prev {
+			return apierr.Invalid(path, "starts in %s, but the grant was %s", stateName(t.GetFrom()), stateName(prev))
+		}
+		opinion := strings.TrimSpace(t.GetOpinion()) != ""
+		switch from, to := t.GetFrom(), t.GetTo(); {
+		case from == v1.GrantState_GRANT_STATE_UNSPECIFIED && to == v1.GrantState_GRANT_STATE_PROPOSED:
+			if t.GetActor() != g.GetProposedBy() || t.GetActorRole() != RoleAdmin {
+				return apierr.Invalid(path, "the proposal must be made by the proposer %q as %s", g.GetProposedBy(), RoleAdmin)
+			}
+		case from == v1.GrantState_GRANT_STATE_PROPOSED && (to == v1.GrantState_GRANT_STATE_ACTIVE || to == v1.GrantState_GRANT_STATE_REJECTED):
+			role := RoleAdmin
+			if major {
+				role = RoleLegalReviewer
+			}
+			switch {
+			case t.GetActor() == "" || t.GetActor() == g.GetProposedBy():
+				return apierr.Invalid(path, "the review must be made by someone other than the proposer")
+			case t.GetActorRole() != role:
+				return apierr.Invalid(path, "grants on %s are reviewed by a %s, not a %s", g.GetDataset(), role, t.GetActorRole())
+			case !opinion && (major || to == v1.GrantState_GRANT_STATE_REJECTED):
+				return apierr.Invalid(path, "the review needs a written opinion")
+			}
+		case (from == v1.GrantState_GRANT_STATE_PROPOSED || from == v1.GrantState_GRANT_STATE_ACTIVE) && to == v1.GrantState_GRANT_STATE_REVOKED:
+			if t.GetActor() == "" || t.GetActorRole() != RoleAdmin || !opinion {
+				return apierr.Invalid(path, "a revocation is made by an %s with a reason", RoleAdmin)
+			}
+		default:
+			return apierr.Invalid(path, "%s to %s is not a transition of the grant workflow", stateName(from), stateName(to))
+		}
+		prev = t.GetTo()
+	}
+	if prev != g.GetState() {
+		return apierr.Invalid("grant.state", "is %s, but the history ends in %s", stateName(g.GetState()), stateName(prev))
+	}
+	return nil
+}

@@ -358,7 +358,10 @@ func (w *Workflow) List(ctx context.Context, f Filter) ([]*v1.Grant, error) {
 
 // Import stores grants that were decided elsewhere, such as policy.DemoGrants
 // or an export from another gateway, keeping their ids, states and
-// histories. Each is validated; grants whose id is already stored are left
+// histories. Each is validated, and its history must follow the workflow's
+// rules (see checkHistory): an imported grant is active only if someone other
+// than its proposer approved it in the required role, with an opinion where
+// one is required. Grants whose id is already stored are left
 // as they are. Every transition in an imported grant's history is reported
 // to the sink. It returns how many grants it created.
 func (w *Workflow) Import(ctx context.Context, grants []*v1.Grant) (int, error) {
@@ -369,6 +372,9 @@ func (w *Workflow) Import(ctx context.Context, grants []*v1.Grant) (int, error) 
 		}
 		if g.GetId() == "" || len(g.GetHistory()) == 0 || g.GetState() == v1.GrantState_GRANT_STATE_UNSPECIFIED {
 			return created, apierr.Invalid(fmt.Sprintf("grants[%d]", i), "an imported grant needs an id, a state and its history")
+		}
+		if err := checkHistory(w.dict, g); err != nil {
+			return created, fmt.Errorf("importing grants[%d] (%s): %w", i, g.GetId(), err)
 		}
 		if _, err := w.st.Get(ctx, g.GetId()); err == nil {
 			continue
