@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-schemas/gen}
 command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler" >&2; exit 1; }
+[ -f /usr/include/google/protobuf/timestamp.proto ] ||
+  { echo "google/protobuf/*.proto not found: apt-get install libprotobuf-dev" >&2; exit 1; }
 tool() { go tool -n "$1"; }
 rm -rf "$out"
 mkdir -p "$out"

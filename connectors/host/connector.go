@@ -125,14 +125,15 @@ func breakerGauge(s gobreaker.State) int {
 }
 
 // departmentFailure reports whether err counts against the department in the
-// breaker and the error rate. A bad or unknown key, a refused permission or a
-// caller who gave up says nothing about the department's health.
+// breaker and the error rate. A bad or unknown key, a refused permission, a
+// query matching more records than the connector may return, or a caller
+// who gave up says nothing about the department's health.
 func departmentFailure(err error) bool {
 	if err == nil {
 		return false
 	}
 	switch apierr.CodeOf(err) {
-	case codes.NotFound, codes.InvalidArgument, codes.PermissionDenied, codes.Canceled:
+	case codes.NotFound, codes.InvalidArgument, codes.PermissionDenied, codes.Canceled, codes.ResourceExhausted:
 		return false
 	}
 	var ex excluded
@@ -379,10 +380,15 @@ func (c *connector) checkNow() {
 	}
 }
 
-// supervise restarts the plugin process when it exits, until ctx ends.
+// supervise restarts the plugin process when it exits, until ctx ends. The
+// backoff carries over from one restart to the next while the process keeps
+// dying within RestartBackoff.Max of its start, so a connector that crashes
+// right after every successful start is not relaunched in a tight loop; a
+// process that ran longer than that starts the backoff afresh.
 func (c *connector) supervise(ctx context.Context) {
 	tick := time.NewTicker(exitPoll)
 	defer tick.Stop()
+	wait, started := c.cfg.RestartBackoff.Min, time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -394,24 +400,29 @@ func (c *connector) supervise(ctx context.Context) {
 		if inst == nil || !inst.pc.Exited() {
 			continue
 		}
-		c.log.Warn("connector process exited; restarting", "department", c.department())
+		if time.Since(started) >= c.cfg.RestartBackoff.Max {
+			wait = c.cfg.RestartBackoff.Min
+		}
+		c.log.Warn("connector process exited; restarting", "department", c.department(), "backoff", wait)
 		c.setInstance(nil)
 		c.setState(StateRestarting)
 		c.h.metrics.restarts.WithLabelValues(c.cfg.Name).Inc()
 		c.win.setLastError(time.Now(), "connector process exited")
 		inst.pc.Kill() // releases go-plugin's resources for the dead process
-		c.restart(ctx)
+		wait = c.restart(ctx, wait)
+		started = time.Now()
 	}
 }
 
-// restart launches the plugin again, waiting RestartBackoff between
-// attempts, until it runs or ctx ends.
-func (c *connector) restart(ctx context.Context) {
-	wait := c.cfg.RestartBackoff.Min
+// restart launches the plugin again, waiting about wait before the first
+// attempt and doubling it (up to RestartBackoff.Max) between attempts, until
+// it runs or ctx ends. It returns the wait for the next restart.
+func (c *connector) restart(ctx context.Context, wait time.Duration) time.Duration {
 	for attempt := 1; ; attempt++ {
 		if !sleep(ctx, jitter(wait)) {
-			return
+			return wait
 		}
+		next := min(2*wait, c.cfg.RestartBackoff.Max)
 		inst, desc, err := c.launch(ctx)
 		if err == nil {
 			if !sameDatasets(desc, c.descriptor()) {
@@ -419,11 +430,11 @@ func (c *connector) restart(ctx context.Context) {
 			}
 			c.setInstance(inst)
 			c.log.Info("connector process restarted", "attempt", attempt)
-			return
+			return next
 		}
 		c.log.Error("restarting connector failed", "attempt", attempt, "err", err)
 		c.win.setLastError(time.Now(), err.Error())
-		wait = min(2*wait, c.cfg.RestartBackoff.Max)
+		wait = next
 	}
 }
 

@@ -158,6 +158,11 @@ func (c *helperConnector) Fetch(ctx context.Context, req *v1.FetchRequest) (*v1.
 		return nil, apierr.New(codes.NotFound, apierr.ReasonNotFound, "no item "+key)
 	case key == "bad":
 		return nil, apierr.Invalid("id", "malformed")
+	case key == "toomany":
+		// What a built-in connector answers to a query matching more records
+		// than it may collect.
+		return nil, apierr.Newf(codes.ResourceExhausted, apierr.ReasonResponseTooLarge,
+			"department %q has more than 10 matching records; narrow the query", c.s.Department)
 	case strings.HasPrefix(key, "attempts-"):
 		c.mu.Lock()
 		a := c.attempts[strings.TrimPrefix(key, "attempts-")]

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -339,6 +340,24 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	}
 }
 
+// A query too broad for the connector's limits is the caller's to narrow: it
+// neither opens the breaker nor counts in the error rate.
+func TestTooBroadQueryIsNotADepartmentFailure(t *testing.T) {
+	cc := builtin("fire", helperSettings{Department: "fire"})
+	cc.Breaker = BreakerConfig{ConsecutiveFailures: 2, Timeout: time.Hour, HalfOpenMaxRequests: 1}
+	h := startHost(t, Config{Connectors: []ConnectorConfig{cc}})
+	for range 4 {
+		_, err := fetch(t, h, "fire.items", "toomany")
+		wantErr(t, err, codes.ResourceExhausted, apierr.ReasonResponseTooLarge, "fire")
+	}
+	if st := statusOf(h, "fire"); st.GetBreaker() != "closed" || st.GetErrorRate() != 0 {
+		t.Fatalf("status after too-broad queries = %v", st)
+	}
+	if _, err := fetch(t, h, "fire.items", "ok"); err != nil {
+		t.Fatalf("fetch after too-broad queries: %v", err)
+	}
+}
+
 func TestBulkheadLimitsConcurrency(t *testing.T) {
 	cc := builtin("fire", helperSettings{Department: "fire"})
 	cc.MaxConcurrent = 2
@@ -544,4 +563,40 @@ func TestChecksumVerifiedBeforeRestart(t *testing.T) {
 	})
 	_, err = fetch(t, h, "water.items", "ok")
 	wantErr(t, err, codes.Unavailable, apierr.ReasonDepartmentDown, "water")
+}
+
+// A plugin that crashes again soon after each restart is relaunched with a
+// growing backoff, not every RestartBackoff.Min.
+func TestCrashLoopBacksOff(t *testing.T) {
+	var logs syncBuffer
+	opts := quietOptions()
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	cc := builtin("fire", helperSettings{Department: "fire"})
+	cc.RestartBackoff = Backoff{Min: 20 * time.Millisecond, Max: time.Hour}
+	h, err := New(Config{Connectors: []ConnectorConfig{cc}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	for i := 1; i <= 4; i++ {
+		_, err := fetch(t, h, "fire.items", "crash")
+		wantErr(t, err, codes.Unavailable, apierr.ReasonDepartmentDown, "fire")
+		eventually(t, fmt.Sprintf("restart %d", i), func() bool {
+			return testutil.ToFloat64(h.metrics.restarts.WithLabelValues("fire")) == float64(i) && statusOf(h, "fire").GetProcess() == StateRunning
+		})
+	}
+	var got []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "connector process exited; restarting") {
+			_, b, _ := strings.Cut(line, "backoff=")
+			got = append(got, strings.TrimSpace(strings.SplitN(b, " ", 2)[0]))
+		}
+	}
+	want := []string{"20ms", "40ms", "80ms", "160ms"}
+	if !slices.Equal(got, want) {
+		t.Errorf("restart backoffs = %v, want %v", got, want)
+	}
 }

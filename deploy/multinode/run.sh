@@ -389,14 +389,15 @@ QUERY="curl -s -w '\\nHTTP %{http_code}\\n' -H \"Authorization: Bearer \$APPROVA
 # store poll). Wait for it, bounded, asking for another enterprise so that
 # the sample's record is not yet cached.
 t0=$(now_ms)
-for ((i = 0; i < 100; i++)); do
-	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $APPROVAL_TOKEN" -X POST \
+for ((i = 0; i < 2000; i++)); do
+	code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $APPROVAL_TOKEN" -X POST \
 		"$NODE_A/v1/datasets/market.business_licences:query" \
 		-d "{\"keys\": {\"credit_code\": \"$OTHER_CREDIT_CODE\"}, \"purpose\": \"approval\"}")
 	[ "$code" != 403 ] && break
+	(($(now_ms) - t0 > 30000)) && break
 	sleep 0.05
 done
-[ "$code" != 403 ] || die "node-a does not know the grant approved on node-b after 5s"
+[ "$code" != 403 ] || die "node-a does not know the grant approved on node-b after 30s"
 info "node-a knew of the approval made on node-b within $(($(now_ms) - t0)) ms of the review"
 show "${QUERY//\$NODE_X/\$NODE_A}" || die "query on node-a failed"
 grep -q '^HTTP 200' <<<"$OUT" || die "query on node-a: want HTTP 200"
@@ -417,14 +418,17 @@ show "$TB grants revoke $LICENCE_GRANT --url \$NODE_B --token \$ADMIN_LI_TOKEN -
 	die "revoke failed"
 t0=$(now_ms)
 grep -q '\[revoked\]' <<<"$OUT" || die "grant $LICENCE_GRANT is not revoked"
-for ((i = 0; i < 200; i++)); do
-	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $APPROVAL_TOKEN" -X POST \
+# Poll until the refusal arrives or the deadline (plus a second, to report
+# a late arrival as such) has passed; bounded in count as well.
+for ((i = 0; i < 5000; i++)); do
+	code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $APPROVAL_TOKEN" -X POST \
 		"$NODE_A/v1/datasets/market.business_licences:query" -d "$BODY")
 	[ "$code" = 403 ] && break
+	(($(now_ms) - t0 > REVOKE_WITHIN_MS + 1000)) && break
 	sleep 0.02
 done
 elapsed=$(($(now_ms) - t0))
-[ "$code" = 403 ] || die "node-a still answers $code 10s after the revocation on node-b"
+[ "$code" = 403 ] || die "node-a still answers $code ${elapsed} ms after the revocation on node-b"
 ok "node-a refused the query ${elapsed} ms after the revocation on node-b"
 [ "$elapsed" -le "$REVOKE_WITHIN_MS" ] || die "the revocation took ${elapsed} ms to reach node-a (limit ${REVOKE_WITHIN_MS} ms)"
 show "${QUERY//\$NODE_X/\$NODE_A}" || true

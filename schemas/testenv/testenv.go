@@ -139,26 +139,77 @@ func Redis(t testing.TB) *Process {
 	if addr := os.Getenv("TONGBAN_TEST_REDIS_ADDR"); addr != "" {
 		return &Process{Addr: addr, done: make(chan struct{})}
 	}
-	return RedisAt(t, FreePort(t))
+	// A port found free may be taken by another process before the server
+	// binds it: try another.
+	var p *Process
+	for range startAttempts {
+		var busy bool
+		if p, busy = startRedis(t, FreePort(t)); !busy {
+			return p
+		}
+	}
+	t.Fatalf("redis-server found its port in use %d times\n%s", startAttempts, p.Output())
+	return nil
 }
 
 // RedisAt starts redis-server on 127.0.0.1:port.
 func RedisAt(t testing.TB, port int) *Process {
+	t.Helper()
+	p, busy := startRedis(t, port)
+	if busy {
+		t.Fatalf("redis-server: 127.0.0.1:%d is in use\n%s", port, p.Output())
+	}
+	return p
+}
+
+// startAttempts bounds the ports tried by Redis and Postgres.
+const startAttempts = 3
+
+// startRedis starts redis-server on 127.0.0.1:port and waits until it is
+// ready. It reports busy, with the exited process, when the port was in use.
+func startRedis(t testing.TB, port int) (p *Process, busy bool) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		missing(t, "redis-server")
 	}
 	dir := t.TempDir()
-	p := start(t, bin, []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, dir, nil, nil)
+	p = start(t, bin, []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, dir, nil, nil)
 	p.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 	p.Dir = dir
 	t.Cleanup(p.Stop)
+	// The server's own log line, not only an open port: another process
+	// listening on the port must not pass for the server.
+	if err := p.waitFor("Ready to accept connections", 10*time.Second); err != nil {
+		if portInUse(p.Output()) {
+			return p, true
+		}
+		t.Fatalf("redis-server did not start: %v\n%s", err, p.Output())
+	}
 	if err := WaitTCP(p.Addr, 10*time.Second); err != nil {
 		t.Fatalf("redis-server did not start: %v\n%s", err, p.Output())
 	}
-	return p
+	return p, false
 }
+
+// waitFor waits until the process has printed marker. It fails early when
+// the process exits.
+func (p *Process) waitFor(marker string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(p.Output(), marker) {
+		if p.exited.Load() {
+			return fmt.Errorf("exited before printing %q", marker)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("did not print %q within %v", marker, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// portInUse reports whether a server's output says its port was taken.
+func portInUse(out string) bool { return strings.Contains(out, "Address already in use") }
 
 // postgresBin finds Debian's PostgreSQL server binaries.
 func postgresBin() (string, bool) {
@@ -211,24 +262,25 @@ func Postgres(t testing.TB) string {
 	if out, err := init.CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	port := FreePort(t)
-	p := start(t, filepath.Join(bin, "postgres"), []string{
-		"-D", data, "-p", strconv.Itoa(port), "-k", dir, "-h", "127.0.0.1",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-	}, dir, nil, creds)
-	p.Addr = fmt.Sprintf("127.0.0.1:%d", port)
-	t.Cleanup(p.Stop)
-	if err := WaitTCP(p.Addr, 30*time.Second); err != nil {
-		t.Fatalf("postgres did not start: %v\n%s", err, p.Output())
-	}
 	// The port accepts before the server takes queries; callers retry their
-	// first connection briefly (pgx does not), so wait for the log line.
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.Output(), "ready to accept connections") {
-		if time.Now().After(deadline) {
-			t.Fatalf("postgres not ready:\n%s", p.Output())
+	// first connection briefly (pgx does not), so wait for the log line. A
+	// port found free may be taken before the server binds it: try another.
+	var port int
+	for attempt := 1; ; attempt++ {
+		port = FreePort(t)
+		p := start(t, filepath.Join(bin, "postgres"), []string{
+			"-D", data, "-p", strconv.Itoa(port), "-k", dir, "-h", "127.0.0.1",
+			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		}, dir, nil, creds)
+		p.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+		t.Cleanup(p.Stop)
+		err := p.waitFor("ready to accept connections", 30*time.Second)
+		if err == nil {
+			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		if !portInUse(p.Output()) || attempt >= startAttempts {
+			t.Fatalf("postgres did not start: %v\n%s", err, p.Output())
+		}
 	}
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 }
