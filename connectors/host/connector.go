@@ -548,7 +548,10 @@ func (c *connector) fetch(ctx context.Context, req *v1.FetchRequest) (resp *v1.F
 func retryable(err error) bool {
 	switch apierr.CodeOf(err) {
 	case codes.Unavailable:
-		return apierr.ReasonOf(err) != apierr.ReasonBreakerOpen
+		// An open breaker or a full bulkhead means the connector is already
+		// overloaded: retrying would only add load.
+		r := apierr.ReasonOf(err)
+		return r != apierr.ReasonBreakerOpen && r != apierr.ReasonBulkheadFull
 	case codes.Aborted:
 		return true
 	}
@@ -606,7 +609,7 @@ func (c *connector) acquire(ctx context.Context) error {
 		dept := c.department()
 		return (&apierr.Error{
 			Code:   codes.Unavailable,
-			Reason: apierr.ReasonDepartmentDown,
+			Reason: apierr.ReasonBulkheadFull,
 			Msg:    fmt.Sprintf("department %q is unavailable: all %d call slots of connector %q are busy", dept, c.cfg.MaxConcurrent, c.cfg.Name),
 		}).With("department", dept).With("connector", c.cfg.Name)
 	}

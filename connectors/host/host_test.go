@@ -600,3 +600,21 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		t.Errorf("restart backoffs = %v, want %v", got, want)
 	}
 }
+
+func TestOverloadIsNotRetried(t *testing.T) {
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{apierr.Unavailable("fire", nil), true},
+		{apierr.New(codes.Unavailable, apierr.ReasonBreakerOpen, "open"), false},
+		{apierr.New(codes.Unavailable, apierr.ReasonBulkheadFull, "all call slots are busy"), false},
+		{apierr.New(codes.Aborted, apierr.ReasonConflict, "try again"), true},
+		{apierr.New(codes.NotFound, apierr.ReasonNotFound, "no item"), false},
+	}
+	for _, tc := range cases {
+		if got := retryable(tc.err); got != tc.want {
+			t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

@@ -31,6 +31,7 @@ const (
 	ReasonNotFound            = "NOT_FOUND"
 	ReasonDepartmentDown      = "DEPARTMENT_UNAVAILABLE"
 	ReasonBreakerOpen         = "BREAKER_OPEN"
+	ReasonBulkheadFull        = "CONNECTOR_BUSY"
 	ReasonQuotaExceeded       = "QUOTA_EXCEEDED"
 	ReasonRateLimited         = "RATE_LIMITED"
 	ReasonAuditUnavailable    = "AUDIT_UNAVAILABLE"
