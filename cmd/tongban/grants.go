@@ -18,8 +18,9 @@ const grantsUsage = `Usage: tongban grants COMMAND [flags]
 
 Commands (each talks to a running gateway's REST API with --url and --token):
   propose   propose a grant (role admin)
-  review    approve or reject a proposed grant (admin for normal datasets,
-            legal_reviewer other than the proposer for major ones)
+  review    approve or reject a proposed grant (an admin other than the
+            proposer for normal datasets, a legal_reviewer other than the
+            proposer for major ones)
   revoke    revoke a grant at once (role admin)
   list      list grants
   show      show one grant with its history
@@ -216,10 +217,17 @@ func parseWithID(fs interface {
 		return "", err
 	}
 	if id == "" && len(fs.Args()) > 0 {
+		// The flag package stops at the ID: parse the flags after it too.
 		id = fs.Args()[0]
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return "", err
+		}
 	}
 	if id == "" {
 		return "", usagef("missing grant ID")
+	}
+	if rest := fs.Args(); len(rest) > 0 {
+		return "", usagef("unexpected arguments after grant ID %s: %q", id, rest)
 	}
 	return id, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/tongban/tongban/gateway/app"
 	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/gateway/config"
+	"github.com/tongban/tongban/gateway/demo"
 	"github.com/tongban/tongban/gateway/reqctx"
 )
 
@@ -51,10 +52,10 @@ func tuneGC() {
 	}
 }
 
-// demoTokens are the fixed tokens of `tongban demo`; serve refuses them.
-var demoTokens = []string{"demo-approval-bureau", "demo-enforcement", "demo-admin", "demo-reviewer", "demo-auditor", "demo-subject"}
-
+// refuseDemoTokens refuses identities holding a fixed token of `tongban
+// demo` (demo.Tokens).
 func refuseDemoTokens(cfg config.Config) error {
+	demoTokens := demo.Tokens()
 	for i, id := range cfg.Identities {
 		for _, t := range demoTokens {
 			if id.TokenSHA256 == auth.Digest(t) {

@@ -101,9 +101,10 @@ func (h *ChangeHub) watch() (*hubWatcher, func()) {
 	}
 }
 
-// Changes serves change subscriptions: the WatchChanges gRPC stream (and so
-// its REST form, /v1/changes:watch) and Server-Sent Events at
-// /v1/changes/events. The caller's policy is applied to every notice: the
+// Changes serves change subscriptions: the WatchChanges gRPC stream and
+// Server-Sent Events at /v1/changes/events. (grpc-gateway's in-process
+// transport does not serve streams, so GET /v1/changes:watch answers
+// UNIMPLEMENTED.) The caller's policy is applied to every notice: the
 // decision is taken again for each one, so a revoked grant stops the
 // notices at once; key values are withheld or masked as the grant says.
 type Changes struct {
@@ -287,9 +288,10 @@ func (c *Changes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		beat = 15 * time.Second
 	}
 	var (
-		mu      sync.Mutex
-		started bool
-		seq     int
+		mu       sync.Mutex
+		started  bool
+		seq      int
+		beatDone chan struct{} // closed when the heartbeat has stopped
 	)
 	write := func(s string) error {
 		mu.Lock()
@@ -311,7 +313,9 @@ func (c *Changes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		started = true
 		mu.Unlock()
+		beatDone = make(chan struct{})
 		go func() {
+			defer close(beatDone)
 			t := time.NewTicker(beat)
 			defer t.Stop()
 			for {
@@ -337,6 +341,10 @@ func (c *Changes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	err := c.run(ctx, req, ready, send)
 	stopBeat()
+	if beatDone != nil {
+		// The heartbeat must not write once ServeHTTP has returned.
+		<-beatDone
+	}
 	if err == nil {
 		return
 	}

@@ -298,10 +298,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	}
 	spatial := &ogc.Handler{Auth: authn, Pipeline: pipeline, Dict: a.Dict,
 		Policy: api.EngineDecider{Engine: a.Engine}, DefaultPurpose: "approval", Logger: a.log.With("component", "ogc")}
+	// The published statistics (公示) are fed by the audit log (stats is
+	// its replay sink) and count the corrections queue.
+	auditSvc := &api.Audit{Auth: authn, Log: a.Log, SubjectKey: subjKey, Node: cfg.Node,
+		Stats: stats, Corrections: correctionTotals{filler}}
 	svcs := server.Services{
 		Gateway: a.gateway,
 		Grants:  &api.Grants{Auth: authn, Workflow: a.Workflow},
-		Audit:   &api.Audit{Auth: authn, Log: a.Log, SubjectKey: subjKey, Node: cfg.Node},
+		Audit:   auditSvc,
 		Forms:   &api.Forms{Auth: authn, Engine: filler},
 	}
 	var serverTLS *tls.Config
@@ -326,8 +330,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		Checks: append([]server.Check{
 			{Name: "grants_store", Critical: true, Fn: func(ctx context.Context) error { _, err := st.Revision(ctx); return err }},
 		}, checks...),
+		Streams: map[string]http.Handler{"GET /v1/changes/events": changes},
 		Handlers: map[string]http.Handler{
-			"GET /v1/changes/events": changes,
 			// The spatial façade: OGC API – Features over the caller's policy.
 			// Browsing collections decides without charging quota.
 			"GET /ogc/": spatial,

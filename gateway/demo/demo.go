@@ -70,6 +70,16 @@ func Identities(subject string) []Identity {
 	}
 }
 
+// Tokens returns the fixed tokens of the demo identities, which `tongban
+// serve` refuses.
+func Tokens() []string {
+	var out []string
+	for _, id := range Identities("0000") { // the subject only names one identity
+		out = append(out, id.Token)
+	}
+	return out
+}
+
 // Config returns the gateway configuration of the demo for simulators at
 // the given base URLs.
 func Config(dir string, deps *simulate.Departments, subject string) (config.Config, error) {

@@ -137,7 +137,8 @@ func (s *Server) observe(ctx context.Context, method, transport string, err erro
 }
 
 // restMiddleware adds the request id, the verified client certificate, the
-// body limit, the request deadline and metrics to every REST request.
+// body limit, the request deadline (except on streams) and metrics to every
+// REST request.
 func (s *Server) restMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -152,7 +153,19 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 		tagSpan(ctx, id, r)
 		r.Header.Set(requestIDHeader, id)
 		w.Header().Set("X-Request-Id", id)
-		ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		var cancel context.CancelFunc
+		if s.isStream(r) {
+			// A stream outlives the request deadline and the server's
+			// read and write timeouts; it ends with its client or at
+			// shutdown.
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+			ctx, cancel = context.WithCancel(ctx)
+			defer context.AfterFunc(s.streamsDone, cancel)()
+		} else {
+			ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
+		}
 		defer cancel()
 		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
@@ -161,6 +174,12 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 		s.metrics.latency.WithLabelValues(route, "rest").Observe(time.Since(start).Seconds())
 		s.metrics.requests.WithLabelValues(route, "rest", strconv.Itoa(rw.code)).Inc()
 	})
+}
+
+// isStream reports whether r is for one of Options.Streams.
+func (s *Server) isStream(r *http.Request) bool {
+	_, pattern := s.streams.Handler(r)
+	return pattern != ""
 }
 
 // routeLabel keeps metric cardinality bounded: known API prefixes only.

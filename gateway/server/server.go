@@ -62,6 +62,12 @@ type Options struct {
 	// Handlers are extra REST routes (http.ServeMux patterns, e.g.
 	// "GET /ogc/"), served with the same middleware as the API.
 	Handlers map[string]http.Handler
+	// Streams are long-lived REST routes (http.ServeMux patterns, e.g.
+	// Server-Sent Events), served with the same middleware as Handlers but
+	// without the request deadline and with the connection's read and
+	// write timeouts lifted, so that a subscription stays open until its
+	// client leaves or the server shuts down (which ends it).
+	Streams map[string]http.Handler
 	// TLS, when set, serves both listeners over TLS with this configuration
 	// (gateway/identity.ServerTLSConfig builds it). Its ClientAuth and
 	// ClientCAs decide whether client certificates are required, verified
@@ -86,6 +92,10 @@ type Server struct {
 	grpcLis net.Listener
 	restLis net.Listener
 	metrics *metrics
+	// streams matches the routes of Options.Streams.
+	streams *http.ServeMux
+	// streamsDone ends the open streams when shutdown begins.
+	streamsDone context.Context
 }
 
 // New builds the server and registers the services on both front ends.
@@ -163,6 +173,11 @@ func New(opts Options, svcs Services) (*Server, error) {
 	for pattern, h := range opts.Handlers {
 		root.Handle(pattern, h)
 	}
+	s.streams = http.NewServeMux()
+	for pattern, h := range opts.Streams {
+		root.Handle(pattern, h)
+		s.streams.Handle(pattern, h)
+	}
 	root.Handle("/", mux)
 
 	handler := s.restMiddleware(root)
@@ -181,6 +196,9 @@ func New(opts Options, svcs Services) (*Server, error) {
 		// ServeTLS adds HTTP/2 to the clone's NextProtos.
 		s.http.TLSConfig = opts.TLS.Clone()
 	}
+	var endStreams context.CancelFunc
+	s.streamsDone, endStreams = context.WithCancel(context.Background())
+	s.http.RegisterOnShutdown(endStreams)
 	return s, nil
 }
 
