@@ -28,16 +28,10 @@ func cmdAutofill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	applicant := fs.String("applicant", "", "credit code of an enterprise or resident ID of a person")
 	bundle := fs.Bool("bundle", false, "FORM names a one-thing bundle (一件事)")
 	list := fs.Bool("list", false, "list the forms and bundles")
-	// Accept the form before or after the flags.
-	var form string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		form, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	// Accept the form before, after or between the flags.
+	form, err := parseOnePositional(fs, args, "FORM")
+	if err != nil {
 		return err
-	}
-	if form == "" && fs.NArg() > 0 {
-		form = fs.Arg(0)
 	}
 	c := client()
 	if *list {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -205,31 +206,38 @@ func grantsShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 // parseWithID parses flags that may come before or after one positional ID.
-func parseWithID(fs interface {
-	Parse([]string) error
-	Args() []string
-}, args []string) (string, error) {
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+func parseWithID(fs *flag.FlagSet, args []string) (string, error) {
+	id, err := parseOnePositional(fs, args, "grant ID")
+	if err != nil {
 		return "", err
-	}
-	if id == "" && len(fs.Args()) > 0 {
-		// The flag package stops at the ID: parse the flags after it too.
-		id = fs.Args()[0]
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return "", err
-		}
 	}
 	if id == "" {
 		return "", usagef("missing grant ID")
 	}
-	if rest := fs.Args(); len(rest) > 0 {
-		return "", usagef("unexpected arguments after grant ID %s: %q", id, rest)
-	}
 	return id, nil
+}
+
+// parseOnePositional parses flags that may come before or after at most one
+// positional argument (named what in errors) and returns it, or "".
+func parseOnePositional(fs *flag.FlagSet, args []string, what string) (string, error) {
+	var arg string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		arg, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if arg == "" && fs.NArg() > 0 {
+		// The flag package stops at the argument: parse the flags after it too.
+		arg = fs.Arg(0)
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return "", err
+		}
+	}
+	if rest := fs.Args(); len(rest) > 0 {
+		return "", usagef("unexpected arguments after %s %s: %q", what, arg, rest)
+	}
+	return arg, nil
 }
 
 func stateName(s v1.GrantState) string {

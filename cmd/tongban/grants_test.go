@@ -45,3 +45,19 @@ func TestParseWithIDReadsFlagsAroundTheID(t *testing.T) {
 		})
 	}
 }
+
+func TestAutofillReadsFlagsAroundTheForm(t *testing.T) {
+	for _, args := range [][]string{
+		{"--token", "T", "food_business_licence", "--applicant", "X"},
+		{"food_business_licence", "--token", "T", "--applicant", "X"},
+		{"--applicant", "X", "--token", "T", "food_business_licence"},
+	} {
+		fs := newFlags("autofill", "autofill", io.Discard)
+		token := fs.String("token", "", "")
+		applicant := fs.String("applicant", "", "")
+		form, err := parseOnePositional(fs, args, "FORM")
+		if err != nil || form != "food_business_licence" || *token != "T" || *applicant != "X" {
+			t.Errorf("%q: form %q token %q applicant %q err %v", args, form, *token, *applicant, err)
+		}
+	}
+}
