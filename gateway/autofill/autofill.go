@@ -351,6 +351,18 @@ func fieldsOf(f *forms.Form, ds string) []string {
 			}
 		}
 	}
+	// A material's condition reads fields too: they must be decided, so
+	// that a material never reveals a field the grant does not give.
+	for _, m := range f.Materials {
+		if m.SatisfiedBy == nil {
+			continue
+		}
+		if s, _ := f.Source(m.SatisfiedBy.Source); s.Dataset == ds {
+			for _, k := range slices.Sorted(maps.Keys(m.SatisfiedBy.Where)) {
+				out = appendUnique(out, k)
+			}
+		}
+	}
 	return out
 }
 
@@ -720,7 +732,7 @@ func (fr *formRun) field(fd *forms.Field) *v1.FilledField {
 // concat joins the parts; a part that fails fails the field, an empty part
 // is left out.
 func (fr *formRun) concat(fd *forms.Field) value {
-	var parts []string
+	var parts, released []string
 	var first value
 	masked := false
 	for i, ref := range fd.Parts {
@@ -739,11 +751,15 @@ func (fr *formRun) concat(fd *forms.Field) value {
 		}
 		masked = masked || v.masked
 		parts = append(parts, forms.Text(v.v))
-		fr.audit.release(v.ds + "." + ref.Field)
+		released = append(released, v.ds+"."+ref.Field)
 	}
 	if len(parts) == 0 {
 		first.reason = ReasonNotFound
 		return first
+	}
+	// Only a field that is filled releases its parts.
+	for _, name := range released {
+		fr.audit.release(name)
 	}
 	s := strings.Join(parts, fd.Separator)
 	first.v, first.cmp, first.masked, first.reason = s, s, masked, ""
@@ -776,6 +792,16 @@ func (fr *formRun) material(m *forms.Material) *v1.MaterialStatus {
 		return out
 	}
 	fields := c.rec.GetFields().GetFields()
+	allowed := c.dec.FieldsFor(c.region)
+	for _, k := range slices.Sorted(maps.Keys(m.SatisfiedBy.Where)) {
+		// Whether the condition holds tells the field's value: the grant
+		// must give the field, unmasked.
+		if !slices.Contains(allowed, k) || c.dec.MaskFor(c.region, k) != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+			out.Reason = ReasonFieldNotGranted
+			fr.audit.withhold(c.ds.Name + "." + k)
+			return out
+		}
+	}
 	for _, k := range slices.Sorted(maps.Keys(m.SatisfiedBy.Where)) {
 		if !slices.Contains(m.SatisfiedBy.Where[k], forms.Text(fields[k].AsInterface())) {
 			out.Reason = ReasonConditionNotMet

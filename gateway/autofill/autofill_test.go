@@ -475,3 +475,65 @@ func TestListForms(t *testing.T) {
 		t.Fatalf("forms = %v", l)
 	}
 }
+
+// TestMaterialConditionNeedsTheField: a material whose condition reads a
+// field the grant does not give must not reveal it (satisfied or
+// CONDITION_NOT_MET would tell the licence's status).
+func TestMaterialConditionNeedsTheField(t *testing.T) {
+	grants := policy.DemoGrants(time.Now())
+	for _, g := range grants {
+		if g.GetId() == "demo-approval-licences" {
+			g.Fields = slices.DeleteFunc(g.Fields, func(f string) bool { return f == "status" })
+		}
+	}
+	te := newEngine(t, grants)
+	ent := sim().SampleEnterprise()
+	resp, err := te.FillForm(context.Background(), Request{Principal: approvalBureau, ApplicantID: ent.CreditCode}, "food_business_licence")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := materialOf(t, resp, "营业执照复印件"); m.GetSatisfied() || m.GetReason() != ReasonFieldNotGranted {
+		t.Errorf("licence material: satisfied %v reason %s, want FIELD_NOT_GRANTED", m.GetSatisfied(), m.GetReason())
+	}
+	// With the field granted, the same material is decided on it.
+	full := newEngine(t, nil)
+	resp, err = full.FillForm(context.Background(), Request{Principal: approvalBureau, ApplicantID: ent.CreditCode}, "food_business_licence")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := materialOf(t, resp, "营业执照复印件"); m.GetReason() == ReasonFieldNotGranted {
+		t.Errorf("licence material with status granted: reason %s", m.GetReason())
+	}
+	if m := materialOf(t, resp, "原食品经营许可证正副本"); m.GetReason() == ReasonFieldNotGranted {
+		t.Errorf("permit material (status granted, not a form field): reason %s", m.GetReason())
+	}
+}
+
+// TestConcatFailureReleasesNothing: a concat field that stays unfilled
+// because one part is not granted must not record its other parts as
+// released.
+func TestConcatFailureReleasesNothing(t *testing.T) {
+	grants := policy.DemoGrants(time.Now())
+	for _, g := range grants {
+		if g.GetId() == "demo-approval-permits" {
+			g.Fields = slices.DeleteFunc(g.Fields, func(f string) bool { return f == "valid_until" })
+		}
+	}
+	te := newEngine(t, grants)
+	sign := signEnterprise(t)
+	resp, err := te.FillForm(context.Background(), Request{Principal: approvalBureau, ApplicantID: sign.CreditCode}, "outdoor_signboard_permit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := fieldOf(t, resp, "previous_valid_period"); f.GetFilled() || f.GetUnfilledReason() != ReasonFieldNotGranted {
+		t.Fatalf("previous_valid_period: filled %v reason %s, want FIELD_NOT_GRANTED", f.GetFilled(), f.GetUnfilledReason())
+	}
+	ex := te.rec.exchanges()
+	last := ex[len(ex)-1]
+	if slices.Contains(last.FieldsReturned, "approval.permits.valid_from") {
+		t.Errorf("recorded valid_from as returned, but no field showed it: %v", last.FieldsReturned)
+	}
+	if !slices.Contains(last.FieldsWithheld, "approval.permits.valid_until") {
+		t.Errorf("withheld = %v, want approval.permits.valid_until", last.FieldsWithheld)
+	}
+}

@@ -261,7 +261,11 @@ func (c *Cache) fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRe
 	select {
 	case res = <-ch:
 	case <-ctx.Done():
-		return query.Result{}, how, apierr.Newf(codes.DeadlineExceeded, apierr.ReasonDeadlineExceeded,
+		code, reason := codes.DeadlineExceeded, apierr.ReasonDeadlineExceeded
+		if errors.Is(ctx.Err(), context.Canceled) {
+			code, reason = codes.Canceled, apierr.ReasonCanceled
+		}
+		return query.Result{}, how, apierr.Newf(code, reason,
 			"waiting for department %q: %v", ds.Department, ctx.Err()).With("department", ds.Department)
 	}
 	if res.Shared {
@@ -305,10 +309,13 @@ func (c *Cache) fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRe
 // leave the cache as it was.
 func (c *Cache) load(ctx context.Context, ds *datasets.Dataset, key string, req *v1.FetchRequest) (any, error) {
 	var stale *entry
+	// The generation is read before Redis: a value read there may predate
+	// an invalidation that happens before it is copied into memory.
+	gen := c.generation(ds.Name)
 	if c.redis != nil {
 		if e, ok := c.redis.get(ctx, ds.Name, key); ok {
 			if c.opts.Now().Before(e.freshTill) {
-				if c.opts.MaxBytes > 0 {
+				if c.opts.MaxBytes > 0 && c.generation(ds.Name) == gen {
 					c.mem.put(key, e)
 				}
 				return loaded{e: e, delivery: v1.Delivery_DELIVERY_CACHE}, nil
@@ -318,7 +325,6 @@ func (c *Cache) load(ctx context.Context, ds *datasets.Dataset, key string, req 
 			}
 		}
 	}
-	gen := c.generation(ds.Name)
 	resp, err := c.src.Fetch(ctx, req)
 	now := c.opts.Now()
 	if err != nil {

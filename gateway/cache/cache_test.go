@@ -196,3 +196,34 @@ func TestLRUBoundedByBytes(t *testing.T) {
 		t.Fatal("least recently used entry still present")
 	}
 }
+
+func TestWaitEndsWithTheCallersContextError(t *testing.T) {
+	tests := []struct {
+		name   string
+		ctx    func() (context.Context, context.CancelFunc)
+		code   codes.Code
+		reason string
+	}{
+		{"canceled", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, cancel
+		}, codes.Canceled, apierr.ReasonCanceled},
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithDeadline(context.Background(), time.Unix(0, 0))
+		}, codes.DeadlineExceeded, apierr.ReasonDeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, src, _, ds := setup(t)
+			src.gate = make(chan struct{})
+			defer close(src.gate)
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			_, err := c.Fetch(ctx, ds, req("C"))
+			if apierr.CodeOf(err) != tt.code || apierr.ReasonOf(err) != tt.reason {
+				t.Fatalf("err = %v (%v %s), want %v %s", err, apierr.CodeOf(err), apierr.ReasonOf(err), tt.code, tt.reason)
+			}
+		})
+	}
+}

@@ -566,3 +566,50 @@ type quietRedis struct{}
 func (quietRedis) Printf(context.Context, string, ...any) {}
 
 func init() { redis.SetLogger(quietRedis{}) }
+
+// TestRedisFillRacingInvalidationIsNotKept: a value read from Redis just
+// before a change event evicts it must not be copied into memory, where it
+// would outlive the invalidation.
+func TestRedisFillRacingInvalidationIsNotKept(t *testing.T) {
+	cl := newCluster(t)
+	a := cl.node(t, time.Hour)
+	const code = "91130100MA0G5XKQ2U"
+	if d := fetchName(t, a, cl.ds, code); d != v1.Delivery_DELIVERY_LIVE {
+		t.Fatalf("fill on a: delivery %v", d)
+	}
+	var (
+		b     *Cache
+		calls atomic.Int64
+		armed atomic.Bool
+	)
+	// The clock of b invalidates the record on its second reading during
+	// the armed fetch: after the Redis read, before the copy into memory.
+	now := func() time.Time {
+		if armed.Load() && calls.Add(1) == 2 {
+			b.Invalidate(&v1.ChangeEvent{Dataset: cl.ds.Name, RecordId: "LIC-" + code})
+		}
+		return cl.clk.now()
+	}
+	b = New(cl.src, Options{
+		MaxBytes: 1 << 20, MaxStale: time.Hour, NegativeTTL: time.Minute, Now: now,
+		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+		Redis: &RedisOptions{Addrs: []string{cl.redis.Addr}, Keyring: cl.ring, KeyPrefix: "tb:", Cooldown: time.Hour, Timeout: 5 * time.Second},
+	})
+	t.Cleanup(func() { b.Close() })
+	armed.Store(true)
+	if r, err := b.Fetch(context.Background(), cl.ds, req(code)); err != nil || r.Delivery != v1.Delivery_DELIVERY_CACHE {
+		t.Fatalf("b's first fetch: delivery %v, err %v; want a redis hit", r.Delivery, err)
+	}
+	armed.Store(false)
+	if calls.Load() < 2 {
+		t.Fatalf("clock read %d times; the invalidation did not run", calls.Load())
+	}
+	before := cl.src.calls.Load()
+	r, err := b.Fetch(context.Background(), cl.ds, req(code))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Delivery != v1.Delivery_DELIVERY_LIVE || cl.src.calls.Load() != before+1 {
+		t.Fatalf("after the invalidation: delivery %v, department calls +%d; want a live fetch", r.Delivery, cl.src.calls.Load()-before)
+	}
+}

@@ -167,6 +167,9 @@ func (k *Kafka) Subscribe(ctx context.Context, topic, group string, fn Handler) 
 		defer close(done)
 		k.consume(sctx, r, topic, group, fn)
 	}()
+	// A subscription whose context ends is released as if stopped: its
+	// reader (and the consumer-group membership it holds) is closed.
+	context.AfterFunc(sctx, stop)
 	return stop, nil
 }
 

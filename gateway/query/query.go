@@ -237,13 +237,29 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		Purpose:            q.GetPurpose(),
 		Subjects:           requestSubjects(ds, q),
 	}
+	// The fields a request selects by (keys and filter) are decided with
+	// the fields it asks for: selecting by a field the caller may not see,
+	// or may see only masked, would reveal its values.
+	sel := selectorFields(q)
+	decideFields := q.GetFields()
+	if len(decideFields) > 0 {
+		decideFields = slices.Clone(decideFields)
+		for _, f := range sel {
+			if !slices.Contains(decideFields, f) {
+				decideFields = append(decideFields, f)
+			}
+		}
+	}
 	dec, err := p.decide(ctx, policy.Request{
 		Principal: r.Principal,
 		Dataset:   ds.Name,
-		Fields:    q.GetFields(),
+		Fields:    decideFields,
 		Purpose:   q.GetPurpose(),
 		Time:      now,
 	})
+	if err == nil {
+		err = checkSelectors(ds, &dec, q, sel)
+	}
 	if err != nil {
 		ex.Decision = DecisionDeny
 		ex.DenyReason = apierr.ReasonOf(err)
@@ -252,9 +268,41 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		_, _ = p.record(ctx, ex)
 		return nil, err
 	}
+	// Fields decided only because the request selects by them are not
+	// returned unless asked for.
+	returned := dec.Fields
+	if len(q.GetFields()) > 0 {
+		returned = slices.DeleteFunc(slices.Clone(dec.Fields), func(f string) bool { return !slices.Contains(q.GetFields(), f) })
+	}
+	if len(returned) == 0 {
+		// Only the selector fields were allowed: as without them, nothing
+		// asked for may be shown.
+		reason := policy.ReasonFieldNotGranted
+		if len(dec.Withheld) > 0 {
+			reason = dec.Withheld[0].Reason
+		}
+		err := apierr.Newf(codes.PermissionDenied, reason, "no active grant lets %s read %s fields [%s] for purpose %q",
+			r.Principal, ds.Name, strings.Join(q.GetFields(), " "), q.GetPurpose()).With("dataset", ds.Name).With("purpose", q.GetPurpose())
+		ex.Decision = DecisionDeny
+		ex.DenyReason = reason
+		ex.FieldsWithheld = q.GetFields()
+		_, _ = p.record(ctx, ex)
+		return nil, err
+	}
+	sh := shaping{ds: ds, dec: &dec, sel: sel, want: q.GetFields()}
+	for _, f := range sel {
+		if filterOnly(ds, q, f) {
+			sh.unmasked = append(sh.unmasked, f)
+		}
+	}
 
 	res, err := p.Fetch.Fetch(ctx, ds, p.fetchRequest(ds, q))
 	if err != nil {
+		if len(q.GetKeys()) > 0 && apierr.CodeOf(err) == codes.NotFound && apierr.ReasonOf(err) == apierr.ReasonNotFound {
+			// The department (or the cache's memory of its answer) knows
+			// no such record: recorded like an empty answer.
+			return nil, p.notFound(ctx, ex, ds, q)
+		}
 		return nil, err
 	}
 
@@ -270,7 +318,7 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	outside := 0
 	subjects := map[string]bool{}
 	for _, src := range res.Records {
-		rec, ok := shape(ds, &dec, src, res, now)
+		rec, ok := sh.shape(src, res, now)
 		if !ok {
 			outside++
 			continue
@@ -304,7 +352,7 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	}
 	ex.LegalBasis = dec.LegalBasis
 	ex.GrantIDs = dec.GrantIDs
-	ex.FieldsReturned = dec.Fields
+	ex.FieldsReturned = returned
 	for _, w := range dec.Withheld {
 		ex.FieldsWithheld = append(ex.FieldsWithheld, w.Field)
 	}
@@ -457,9 +505,70 @@ func (p *Pipeline) fetchRequest(ds *datasets.Dataset, q *v1.QueryRequest) *v1.Fe
 	}
 }
 
+// selectorFields returns the fields a query selects records by: its keys
+// and filter fields, sorted, each once.
+func selectorFields(q *v1.QueryRequest) []string {
+	out := slices.Collect(maps.Keys(q.GetKeys()))
+	for k := range q.GetFilter() {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// filterOnly reports whether field is selected by the request's filter and
+// is not one of the dataset's keys or lookups. Looking a record up by a key
+// the caller already holds is what a grant of the dataset is for, even when
+// the key is shown masked; filtering on any other masked field would reveal
+// its unmasked values.
+func filterOnly(ds *datasets.Dataset, q *v1.QueryRequest, field string) bool {
+	_, inFilter := q.GetFilter()[field]
+	return inFilter && !ds.IsLookup(field)
+}
+
+// checkSelectors refuses a query that selects records by a field the
+// decision does not allow, or filters on a field it allows only masked.
+func checkSelectors(ds *datasets.Dataset, dec *policy.Decision, q *v1.QueryRequest, sel []string) error {
+	for _, f := range sel {
+		if !slices.Contains(dec.Fields, f) {
+			reason, ok := dec.Withholds(f)
+			if !ok {
+				reason = policy.ReasonFieldNotGranted
+			}
+			return apierr.Newf(codes.PermissionDenied, policy.ReasonFieldNotGranted,
+				"records of %s cannot be selected by %s: the caller's grants do not give that field (%s)", ds.Name, f, reason).
+				With("dataset", ds.Name).With("field", f)
+		}
+		if filterOnly(ds, q, f) && dec.Masks[f] != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+			return apierr.Newf(codes.PermissionDenied, policy.ReasonFieldNotGranted,
+				"records of %s cannot be filtered by %s: the caller's grants give that field only masked", ds.Name, f).
+				With("dataset", ds.Name).With("field", f)
+		}
+	}
+	return nil
+}
+
+// shaping is how the records of one query are shaped.
+type shaping struct {
+	ds  *datasets.Dataset
+	dec *policy.Decision
+	// sel are the fields the query selects by: a record is returned only
+	// where the decision gives every one of them for its region.
+	sel []string
+	// unmasked are the fields of sel that must be given unmasked too.
+	unmasked []string
+	// want, when not empty, limits the fields returned.
+	want []string
+}
+
 // shape projects and masks one source record under the decision. It returns
-// false when the record lies outside the decision's jurisdiction.
-func shape(ds *datasets.Dataset, dec *policy.Decision, src *v1.SourceRecord, res Result, now time.Time) (*v1.Record, bool) {
+// false when the record lies outside the decision's jurisdiction, or when
+// the decision does not give, for the record's region, a field the query
+// selected it by (unmasked, for the fields in unmasked).
+func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (*v1.Record, bool) {
+	ds, dec := sh.ds, sh.dec
 	in := src.GetFields().GetFields()
 	region := ""
 	if ds.RegionField != "" {
@@ -468,6 +577,19 @@ func shape(ds *datasets.Dataset, dec *policy.Decision, src *v1.SourceRecord, res
 	fields := dec.FieldsFor(region)
 	if fields == nil {
 		return nil, false
+	}
+	for _, f := range sh.sel {
+		if !slices.Contains(fields, f) {
+			return nil, false
+		}
+	}
+	for _, f := range sh.unmasked {
+		if dec.MaskFor(region, f) != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+			return nil, false
+		}
+	}
+	if len(sh.want) > 0 {
+		fields = slices.DeleteFunc(slices.Clone(fields), func(f string) bool { return !slices.Contains(sh.want, f) })
 	}
 	out := &structpb.Struct{Fields: make(map[string]*structpb.Value, len(fields))}
 	var masked []string

@@ -228,3 +228,86 @@ func TestDigest(t *testing.T) {
 		t.Errorf("digest %q is not hex SHA-256", a)
 	}
 }
+
+func TestSelectingByUngrantedOrMaskedFieldIsRefused(t *testing.T) {
+	enforcement := policy.Principal{SystemID: "enforcement-platform", Department: "enforcement", Region: "130100"}
+	tests := []struct {
+		name      string
+		principal policy.Principal
+		query     *v1.QueryRequest
+	}{
+		{"filter on a field not granted", enforcement, &v1.QueryRequest{
+			Dataset: "market.business_licences", Purpose: "inspection",
+			Filter: map[string]string{"legal_representative_id": "11010519491231002X"},
+		}},
+		{"filter on a field not granted, other fields named", enforcement, &v1.QueryRequest{
+			Dataset: "market.business_licences", Purpose: "inspection", Fields: []string{"name"},
+			Filter: map[string]string{"legal_representative_id": "11010519491231002X"},
+		}},
+		{"filter on a masked field", approvalBureau, &v1.QueryRequest{
+			Dataset: "market.business_licences", Purpose: "approval", Fields: []string{"name"},
+			Filter: map[string]string{"legal_representative_id": "11010519491231002X"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}}
+			rec := &fakeRecorder{}
+			p := newPipeline(t, f, rec)
+			_, err := p.Run(context.Background(), Request{Principal: tt.principal, RequestID: "r", Query: tt.query})
+			if apierr.CodeOf(err) != codes.PermissionDenied || apierr.ReasonOf(err) != policy.ReasonFieldNotGranted {
+				t.Fatalf("err = %v, want PERMISSION_DENIED %s", err, policy.ReasonFieldNotGranted)
+			}
+			if f.calls != 0 {
+				t.Errorf("department called %d times for a refused query", f.calls)
+			}
+			if len(rec.got) != 1 || rec.got[0].Decision != DecisionDeny {
+				t.Errorf("recorded = %+v, want one denial", rec.got)
+			}
+		})
+	}
+}
+
+func TestSelectorFieldsAreNotReturnedUnlessAsked(t *testing.T) {
+	f := &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}}
+	rec := &fakeRecorder{}
+	p := newPipeline(t, f, rec)
+	resp, err := p.Run(context.Background(), Request{Principal: approvalBureau, RequestID: "r", Query: &v1.QueryRequest{
+		Dataset: "market.business_licences", Purpose: "approval", Fields: []string{"name"},
+		Filter: map[string]string{"status": "存续"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Records) != 1 {
+		t.Fatalf("records = %d, want 1", len(resp.Records))
+	}
+	got := resp.Records[0].GetFields().GetFields()
+	if len(got) != 1 || got["name"] == nil {
+		t.Errorf("fields = %v, want only name", got)
+	}
+	if len(resp.Withheld) != 0 {
+		t.Errorf("withheld = %v, want none", resp.Withheld)
+	}
+	if r := rec.got[len(rec.got)-1]; len(r.FieldsReturned) != 1 || r.FieldsReturned[0] != "name" {
+		t.Errorf("recorded fields returned = %v, want [name]", r.FieldsReturned)
+	}
+}
+
+// TestDepartmentNotFoundIsRecorded: a lookup the department answers with
+// NOT_FOUND (as the cache reports it) is recorded like an empty answer.
+func TestDepartmentNotFoundIsRecorded(t *testing.T) {
+	f := &fakeFetcher{err: apierr.New(codes.NotFound, apierr.ReasonNotFound, "no record")}
+	rec := &fakeRecorder{}
+	p := newPipeline(t, f, rec)
+	_, err := p.Run(context.Background(), Request{Principal: approvalBureau, RequestID: "r", Query: &v1.QueryRequest{
+		Dataset: "market.business_licences", Purpose: "approval",
+		Keys: map[string]string{"credit_code": goodCode},
+	}})
+	if apierr.CodeOf(err) != codes.NotFound || apierr.ReasonOf(err) != apierr.ReasonNotFound {
+		t.Fatalf("err = %v, want NOT_FOUND", err)
+	}
+	if len(rec.got) != 1 || rec.got[0].DenyReason != apierr.ReasonNotFound || len(rec.got[0].Subjects) != 1 {
+		t.Fatalf("recorded = %+v, want one NOT_FOUND exchange naming the subject", rec.got)
+	}
+}
