@@ -225,9 +225,24 @@ Try it:
   curl -s -H 'Authorization: Bearer demo-approval-bureau' -X POST \
     {{.URL}}/v1/datasets/market.enterprises:query -d '{"keys": {"credit_code": "{{.Enterprise.CreditCode}}"}, "purpose": "approval"}'
 
+  # Auto-fill: the food business licence application of {{.Enterprise.Name}}, and a one-thing bundle.
+  tongban autofill food_business_licence --applicant {{.Enterprise.CreditCode}} --token demo-approval-bureau --url {{.URL}}
+  tongban autofill open_restaurant --bundle --applicant {{.Enterprise.CreditCode}} --token demo-approval-bureau --url {{.URL}}
+  curl -s -H 'Authorization: Bearer demo-approval-bureau' -X POST \
+    {{.URL}}/v1/forms/tour_guide_certificate:autofill -d '{"applicant_id": "{{.Person.ResidentID}}"}'
+
+  # Parcels as OGC API – Features for GIS tools (GDAL, QGIS), the caller's policy applied.
+  curl -s -H 'Authorization: Bearer demo-approval-bureau' '{{.URL}}/ogc/collections/resources.parcels/items?bbox=114.40,37.98,114.45,38.02&limit=2'
+  GDAL_HTTP_HEADERS='Authorization: Bearer demo-approval-bureau' ogrinfo -ro -so OAPIF:{{.URL}}/ogc resources.parcels \
+    -spat 114.40 37.98 114.45 38.02
+
+  # Permit changes, as Server-Sent Events, for the enforcement platform.
+  curl -sN -H 'Authorization: Bearer demo-enforcement' '{{.URL}}/v1/changes/events?datasets=approval.permits&purpose=inspection'
+
   # Every exchange is in the signed, append-only audit log; {{.Person.Name}} sees who read their data.
   curl -s {{.URL}}/v1/audit/checkpoint
   curl -s -H 'Authorization: Bearer demo-subject' {{.URL}}/v1/subjects/{{.Person.ResidentID}}/accesses
+  curl -s {{.URL}}/v1/transparency/stats
 
   # Grants, with legal review of major datasets (run from another terminal).
   tongban grants list --token demo-auditor --url {{.URL}}
