@@ -13,14 +13,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/gateway/events"
+	"github.com/tongban/tongban/gateway/httperr"
 	"github.com/tongban/tongban/gateway/query"
+	"github.com/tongban/tongban/gateway/reqctx"
 	"github.com/tongban/tongban/policy"
 	"github.com/tongban/tongban/schemas/apierr"
 	"github.com/tongban/tongban/schemas/datasets"
@@ -268,7 +269,7 @@ func (c *Changes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
-		writeError(w, errors.New("response writer cannot stream"))
+		httperr.Write(w, errors.New("response writer cannot stream"), reqctx.ID(r.Context()), 0)
 		return
 	}
 	req := &v1.WatchChangesRequest{Purpose: r.URL.Query().Get("purpose")}
@@ -352,29 +353,11 @@ func (c *Changes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	open := started
 	mu.Unlock()
 	if !open {
-		writeError(w, err)
+		httperr.Write(w, err, reqctx.ID(ctx), 0)
 		return
 	}
 	if ctx.Err() == nil {
-		b, _ := json.Marshal(errorBody(err))
+		b, _ := json.Marshal(httperr.New(err, reqctx.ID(ctx), 0))
 		_ = write("event: error\ndata: " + string(b) + "\n\n")
 	}
-}
-
-type errBody struct {
-	Code    string `json:"code"`
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-}
-
-func errorBody(err error) errBody {
-	e := apierr.From(err)
-	return errBody{Code: e.Code.String(), Reason: e.Reason, Message: e.Msg}
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	e := apierr.From(err)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(runtime.HTTPStatusFromCode(e.Code))
-	_ = json.NewEncoder(w).Encode(errorBody(err))
 }

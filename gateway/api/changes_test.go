@@ -23,6 +23,7 @@ import (
 
 	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/gateway/events"
+	"github.com/tongban/tongban/gateway/httperr"
 	"github.com/tongban/tongban/policy"
 	"github.com/tongban/tongban/schemas/datasets"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
@@ -358,12 +359,18 @@ func TestChangeEventsSSE(t *testing.T) {
 			if s.resp.StatusCode != tc.status {
 				t.Fatalf("%s: status %d, want %d", tc.query, s.resp.StatusCode, tc.status)
 			}
-			var body errBody
+			var body httperr.Body
 			if err := json.NewDecoder(s.r).Decode(&body); err != nil {
 				t.Fatal(err)
 			}
-			if tc.reason != "" && body.Reason != tc.reason {
-				t.Fatalf("%s: reason %q, want %q", tc.query, body.Reason, tc.reason)
+			if body.Error.Code != tc.status || body.Error.Message == "" {
+				t.Fatalf("%s: error document %+v", tc.query, body)
+			}
+			if tc.reason != "" && body.Error.Reason != tc.reason {
+				t.Fatalf("%s: reason %q, want %q", tc.query, body.Error.Reason, tc.reason)
+			}
+			if tc.status == http.StatusUnauthorized && s.resp.Header.Get("WWW-Authenticate") == "" {
+				t.Fatalf("%s: 401 without WWW-Authenticate", tc.query)
 			}
 		}
 	})

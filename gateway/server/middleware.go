@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tongban/tongban/gateway/auth"
+	"github.com/tongban/tongban/gateway/httperr"
 	"github.com/tongban/tongban/gateway/reqctx"
 	"github.com/tongban/tongban/schemas/apierr"
 )
@@ -212,24 +212,6 @@ func (w *statusWriter) Flush() {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// errorBody is the JSON error document of the REST API.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	// Code is the HTTP status.
-	Code int `json:"code"`
-	// Status is the gRPC status code name.
-	Status string `json:"status"`
-	// Reason is the stable machine-readable reason.
-	Reason   string            `json:"reason"`
-	Message  string            `json:"message"`
-	Metadata map[string]string `json:"metadata,omitempty"`
-	// RequestID correlates with the gateway log and the audit record.
-	RequestID string `json:"request_id,omitempty"`
-}
-
 func (s *Server) restError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
@@ -248,7 +230,7 @@ func (s *Server) restError(ctx context.Context, _ *runtime.ServeMux, _ runtime.M
 			}
 		}
 	}
-	writeError(w, ae, reqctx.ID(rctx))
+	httperr.Write(w, ae, reqctx.ID(rctx), 0)
 }
 
 func (s *Server) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
@@ -261,39 +243,5 @@ func (s *Server) routingError(ctx context.Context, mux *runtime.ServeMux, m runt
 	default:
 		ae = apierr.New(codes.InvalidArgument, apierr.ReasonInvalidArgument, http.StatusText(httpStatus))
 	}
-	body := errorBody{Error: errorDetail{Code: httpStatus, Status: ae.Code.String(), Reason: ae.Reason, Message: ae.Msg, RequestID: r.Header.Get(requestIDHeader)}}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(httpStatus)
-	_ = json.NewEncoder(w).Encode(body)
-}
-
-func writeError(w http.ResponseWriter, ae *apierr.Error, requestID string) {
-	code := runtime.HTTPStatusFromCode(ae.Code)
-	body := errorBody{Error: errorDetail{
-		Code:      code,
-		Status:    codeName(ae.Code),
-		Reason:    ae.Reason,
-		Message:   ae.Msg,
-		Metadata:  ae.Meta,
-		RequestID: requestID,
-	}}
-	w.Header().Set("Content-Type", "application/json")
-	if ae.Code == codes.Unauthenticated {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tongban"`)
-	}
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(body)
-}
-
-// codeName returns the canonical upper-snake name of a gRPC code.
-func codeName(c codes.Code) string {
-	name := c.String()
-	var b strings.Builder
-	for i, r := range name {
-		if i > 0 && r >= 'A' && r <= 'Z' {
-			b.WriteByte('_')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToUpper(b.String())
+	httperr.Write(w, ae, r.Header.Get(requestIDHeader), httpStatus)
 }
