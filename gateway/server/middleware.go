@@ -85,15 +85,19 @@ func (s *Server) sanitize(ctx context.Context, method string, err error) error {
 	return apierr.New(codes.Internal, apierr.ReasonInternal, "internal error (see the gateway log for request "+reqctx.ID(ctx)+")")
 }
 
-func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	var supplied string
+// suppliedID is the request id the gRPC caller sent, if any.
+func suppliedID(ctx context.Context) string {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(requestIDHeader); len(v) > 0 {
-			supplied = v[0]
+			return v[0]
 		}
 	}
-	ctx = requestContext(ctx, supplied)
+	return ""
+}
+
+func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	ctx = requestContext(ctx, suppliedID(ctx))
 	_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, reqctx.ID(ctx)))
 	tagSpan(ctx, reqctx.ID(ctx), nil)
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
@@ -106,7 +110,8 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
-	ctx := requestContext(ss.Context(), "")
+	ctx := requestContext(ss.Context(), suppliedID(ss.Context()))
+	_ = ss.SetHeader(metadata.Pairs(requestIDHeader, reqctx.ID(ctx)))
 	tagSpan(ctx, reqctx.ID(ctx), nil)
 	err := handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
 	err = s.sanitize(ctx, info.FullMethod, err)
