@@ -56,7 +56,8 @@ type Dataset struct {
 	Freshness time.Duration `yaml:"freshness"`
 }
 
-func (c *Config) defaults() {
+// SetDefaults fills the settings left empty with their defaults.
+func (c *Config) SetDefaults() {
 	if c.Limit == 0 {
 		c.Limit = DefaultLimit
 	}

@@ -72,7 +72,8 @@ type Dataset struct {
 	Freshness time.Duration `yaml:"freshness"`
 }
 
-func (c *Config) defaults() {
+// SetDefaults fills the settings left empty with their defaults.
+func (c *Config) SetDefaults() {
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
 	}

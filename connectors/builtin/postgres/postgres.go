@@ -62,17 +62,7 @@ var _ sdk.Connector = (*Connector)(nil)
 
 // Parse decodes YAML settings (unknown keys are errors), applies defaults
 // and validates them.
-func Parse(settings []byte) (*Config, error) {
-	var cfg Config
-	if err := conn.Decode(settings, &cfg); err != nil {
-		return nil, err
-	}
-	cfg.defaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return &cfg, nil
-}
+func Parse(settings []byte) (*Config, error) { return conn.Parse[Config](settings) }
 
 // New parses settings and builds the connector. The pool connects lazily: a
 // database that is down does not stop the connector from starting.
@@ -86,7 +76,7 @@ func New(ctx context.Context, settings []byte) (*Connector, error) {
 
 // NewFromConfig builds the connector from parsed settings.
 func NewFromConfig(ctx context.Context, cfg *Config) (*Connector, error) {
-	cfg.defaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("postgres connector: %w", err)
 	}

@@ -109,7 +109,8 @@ type Paging struct {
 
 var placeholder = regexp.MustCompile(`\{([^{}]*)\}`)
 
-func (c *Config) defaults() {
+// SetDefaults fills the settings left empty with their defaults.
+func (c *Config) SetDefaults() {
 	if c.MaxPages == 0 {
 		c.MaxPages = DefaultMaxPages
 	}

@@ -81,17 +81,7 @@ type compiled struct {
 
 // Parse decodes YAML settings (unknown keys are errors), applies defaults
 // and validates them.
-func Parse(settings []byte) (*Config, error) {
-	var cfg Config
-	if err := conn.Decode(settings, &cfg); err != nil {
-		return nil, err
-	}
-	cfg.defaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return &cfg, nil
-}
+func Parse(settings []byte) (*Config, error) { return conn.Parse[Config](settings) }
 
 // New parses settings and builds the connector. It does not contact the
 // department: a department that is down does not stop the connector from
@@ -106,7 +96,7 @@ func New(_ context.Context, settings []byte) (*Connector, error) {
 
 // NewFromConfig builds the connector from parsed settings.
 func NewFromConfig(cfg *Config) (*Connector, error) {
-	cfg.defaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("rest connector: %w", err)
 	}

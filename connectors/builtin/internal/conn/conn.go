@@ -33,6 +33,29 @@ const ReasonCancelled = apierr.ReasonCanceled
 // Dictionary returns the embedded dataset dictionary, parsed once.
 var Dictionary = sync.OnceValue(datasets.Default)
 
+// Settings is the configuration of a connector type.
+type Settings interface {
+	SetDefaults()
+	Validate() error
+}
+
+// Parse decodes YAML settings into a new T (unknown keys are errors),
+// applies its defaults and validates it.
+func Parse[T any, P interface {
+	*T
+	Settings
+}](b []byte) (P, error) {
+	cfg := P(new(T))
+	if err := Decode(b, cfg); err != nil {
+		return nil, err
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 // Decode decodes YAML settings into v, refusing unknown keys.
 func Decode(b []byte, v any) error {
 	if len(bytes.TrimSpace(b)) == 0 {
