@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateResidentID$$' -fuzztime $(FUZZTIME) ./schemas/ident/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseURI$$' -fuzztime $(FUZZTIME) ./gateway/identity/
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryRequest$$' -fuzztime $(FUZZTIME) ./gateway/query/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeQueryRequest$$' -fuzztime $(FUZZTIME) ./gateway/server/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./schemas/forms/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $(FUZZTIME) ./gateway/config/
 

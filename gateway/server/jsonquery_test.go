@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"maps"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -75,6 +78,17 @@ func TestQueryJSONMatchesProtojson(t *testing.T) {
 			}
 			if !reflect.DeepEqual(a, b) {
 				t.Fatalf("documents differ\nfast:      %s\nprotojson: %s", fast, slow)
+			}
+			for _, rec := range resp.GetRecords() {
+				keys := slices.Sorted(maps.Keys(rec.GetFields().GetFields()))
+				at := -1
+				for _, k := range keys {
+					i := bytes.Index(fast, []byte(`"`+k+`":`))
+					if i < at {
+						t.Fatalf("field %q is out of sorted order in %s", k, fast)
+					}
+					at = i
+				}
 			}
 			var back v1.QueryResponse
 			if err := protojson.Unmarshal(fast, &back); err != nil {

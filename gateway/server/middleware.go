@@ -181,10 +181,33 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 	})
 }
 
-// isStream reports whether r is for one of Options.Streams.
+// isStream reports whether r is for one of Options.Streams. Only a request
+// whose method some stream pattern allows is matched against them.
 func (s *Server) isStream(r *http.Request) bool {
+	if !s.streamMethods[r.Method] && !s.streamMethods[""] {
+		return false
+	}
 	_, pattern := s.streams.Handler(r)
 	return pattern != ""
+}
+
+// patternMethods returns the methods http.ServeMux patterns match: the
+// method of each pattern (with HEAD for GET), and "" for a pattern without
+// one, which matches every method.
+func patternMethods(patterns []string) map[string]bool {
+	m := map[string]bool{}
+	for _, p := range patterns {
+		method, _, found := strings.Cut(p, " ")
+		if !found || strings.HasPrefix(method, "/") || strings.Contains(method, "/") {
+			m[""] = true
+			continue
+		}
+		m[method] = true
+		if method == http.MethodGet {
+			m[http.MethodHead] = true
+		}
+	}
+	return m
 }
 
 // routeLabel keeps metric cardinality bounded: known API prefixes only.
@@ -229,6 +252,13 @@ func (s *Server) restError(ctx context.Context, _ *runtime.ServeMux, _ runtime.M
 		// A grpc-gateway error (for example a malformed JSON body): keep its
 		// message, which names the problem, and classify it by code.
 		if st, ok := status.FromError(err); ok {
+			if st.Code() == codes.InvalidArgument && st.Message() == (&http.MaxBytesError{}).Error() {
+				// grpc-gateway's decoder reports an oversized body by
+				// the text of http.MaxBytesError only.
+				httperr.Write(w, apierr.Newf(codes.InvalidArgument, apierr.ReasonInvalidArgument,
+					"request body is larger than %d bytes", s.opts.MaxBodyBytes), reqctx.ID(rctx), 0)
+				return
+			}
 			ae = apierr.New(st.Code(), apierr.ReasonOf(err), st.Message())
 			if ae.Reason == "" {
 				ae.Reason = apierr.From(status.Error(st.Code(), "")).Reason

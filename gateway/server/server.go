@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,7 +27,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/tongban/tongban/schemas/gen"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
@@ -92,8 +93,13 @@ type Server struct {
 	grpcLis net.Listener
 	restLis net.Listener
 	metrics *metrics
+	// gwmux is grpc-gateway's mux, which serves every API route but the
+	// query route's fast path.
+	gwmux http.Handler
 	// streams matches the routes of Options.Streams.
 	streams *http.ServeMux
+	// streamMethods are the methods of the Streams patterns (see isStream).
+	streamMethods map[string]bool
 	// streamsDone ends the open streams when shutdown begins.
 	streamsDone context.Context
 }
@@ -124,15 +130,14 @@ func New(opts Options, svcs Services) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
+	marshaler := newMarshaler()
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, queryMarshaler{&runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithErrorHandler(s.restError),
 		runtime.WithRoutingErrorHandler(s.routingError),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 	)
+	s.gwmux = mux
 	ctx := context.Background()
 	if svcs.Gateway != nil {
 		v1.RegisterGatewayServer(s.grpc, svcs.Gateway)
@@ -178,7 +183,13 @@ func New(opts Options, svcs Services) (*Server, error) {
 		root.Handle(pattern, h)
 		s.streams.Handle(pattern, h)
 	}
+	s.streamMethods = patternMethods(slices.Collect(maps.Keys(opts.Streams)))
 	root.Handle("/", mux)
+	if svcs.Gateway != nil {
+		// The query route skips grpc-gateway's generic request handling;
+		// it hands anything unusual back to mux (see queryRoute).
+		root.Handle("POST "+queryPrefix+"{target}", &queryRoute{s: s, svc: svcs.Gateway, next: mux, m: marshaler})
+	}
 
 	handler := s.restMiddleware(root)
 	if opts.TracerProvider != nil {

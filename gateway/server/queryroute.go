@@ -1,0 +1,120 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+)
+
+// queryRoute serves POST /v1/datasets/{dataset}:query, the hottest REST
+// route, without grpc-gateway's generic machinery: it reads the body once,
+// decodes the common shape of a QueryRequest directly (decodeQueryRequest),
+// calls the service in process and writes the answer with the hand-written
+// QueryResponse encoder. Everything else, and every request it is not sure
+// about, goes to next (the grpc-gateway mux), so that both paths accept the
+// same requests, give the same errors and write the same answers:
+//
+//   - a path that is escaped, or whose last segment is not NAME:query, is
+//     routed by grpc-gateway;
+//   - a body the fast decoder does not handle (an escape in a string, a
+//     number it does not parse, a bbox, unknown or repeated fields, trailing
+//     data, anything malformed) is decoded by the very decoder grpc-gateway
+//     uses, which produces the same request or the same error.
+//
+// The caller's credentials reach the service as grpc-gateway passes them,
+// in the incoming metadata under "authorization"; the request id and a
+// verified client certificate are already in the context (restMiddleware).
+type queryRoute struct {
+	s    *Server
+	svc  v1.GatewayServer
+	next http.Handler
+	m    queryMarshaler
+}
+
+const (
+	queryPrefix = "/v1/datasets/"
+	querySuffix = ":query"
+)
+
+// bodyPool holds the buffers request bodies are read into.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (q *queryRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	dataset, ok := queryDataset(r)
+	if !ok {
+		q.next.ServeHTTP(w, r)
+		return
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			bodyPool.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r.Body); err != nil {
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &mbe) {
+			err = status.Errorf(codes.InvalidArgument, "%v", err)
+		}
+		q.s.restError(r.Context(), nil, nil, w, r, err)
+		return
+	}
+	req := &v1.QueryRequest{}
+	if !decodeQueryRequest(buf.Bytes(), req) {
+		req = &v1.QueryRequest{}
+		if err := q.m.NewDecoder(bytes.NewReader(buf.Bytes())).Decode(req); err != nil && !errors.Is(err, io.EOF) {
+			q.s.restError(r.Context(), nil, nil, w, r, status.Errorf(codes.InvalidArgument, "%v", err))
+			return
+		}
+	}
+	req.Dataset = dataset
+	ctx := r.Context()
+	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
+		ctx = metadata.NewIncomingContext(ctx, metadata.MD{"authorization": auth})
+	}
+	resp, err := q.svc.QueryDataset(ctx, req)
+	if err != nil {
+		q.s.restError(ctx, nil, nil, w, r, err)
+		return
+	}
+	q.write(ctx, w, r, resp)
+}
+
+// write sends resp as grpc-gateway's ForwardResponseMessage would.
+func (q *queryRoute) write(ctx context.Context, w http.ResponseWriter, r *http.Request, resp *v1.QueryResponse) {
+	b, err := q.m.Marshal(resp)
+	if err != nil {
+		q.s.restError(ctx, nil, nil, w, r, status.Errorf(codes.Internal, "encoding the answer: %v", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// queryDataset returns the dataset named by a plain (unescaped) path
+// /v1/datasets/NAME:query, where NAME is non-empty and holds no '/' or ':'.
+func queryDataset(r *http.Request) (string, bool) {
+	if r.Method != http.MethodPost || r.URL.RawPath != "" {
+		return "", false
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, queryPrefix)
+	if !ok {
+		return "", false
+	}
+	name, ok := strings.CutSuffix(rest, querySuffix)
+	if !ok || name == "" || strings.ContainsAny(name, "/:") {
+		return "", false
+	}
+	return name, true
+}

@@ -1,0 +1,142 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tongban/tongban/schemas/apierr"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+)
+
+// echoGateway answers QueryDataset with the request it received and the
+// authorization metadata it saw, or fails for purpose "deny".
+type echoGateway struct {
+	v1.UnimplementedGatewayServer
+}
+
+func (echoGateway) QueryDataset(ctx context.Context, req *v1.QueryRequest) (*v1.QueryResponse, error) {
+	if req.GetPurpose() == "deny" {
+		return nil, apierr.Newf(codes.PermissionDenied, "NO_GRANT", "no grant for %s", req.GetDataset())
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	seen, err := protojson.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	fields, err := structpb.NewStruct(map[string]any{"request": string(seen), "authorization": strings.Join(md.Get("authorization"), "|")})
+	if err != nil {
+		return nil, err
+	}
+	return &v1.QueryResponse{Records: []*v1.Record{{Fields: fields}}, RequestId: "r"}, nil
+}
+
+// TestQueryRouteMatchesGrpcGateway sends the same requests through the
+// server's handler (fast query route) and through grpc-gateway's mux alone,
+// and checks that status, content type and body are identical.
+func TestQueryRouteMatchesGrpcGateway(t *testing.T) {
+	s, err := New(Options{
+		GRPCAddr: "127.0.0.1:0", RESTAddr: "127.0.0.1:0",
+		RequestTimeout: time.Minute, MaxBodyBytes: 256, ShutdownTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, Services{Gateway: echoGateway{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := s.http.Handler
+	viaGateway := s.restMiddleware(s.gwmux)
+	cases := []struct {
+		name, path, body string
+		auth             []string
+	}{
+		{"typical", "/v1/datasets/market.business_licences:query", `{"keys":{"credit_code":"91130109MAAY40HT30"},"purpose":"approval"}`, []string{"Bearer t"}},
+		{"every fast member", "/v1/datasets/approval.permits:query", ` {"dataset":"ignored","keys":{},"purpose":"p","fields":["a","b"],"filter":{"status":"有效"},"pageSize":-7,"page_token":"x"} `, []string{"Bearer t"}},
+		{"empty body", "/v1/datasets/d:query", ``, nil},
+		{"two authorizations", "/v1/datasets/d:query", `{"purpose":"p"}`, []string{"Bearer a", "Bearer b"}},
+		{"escape", "/v1/datasets/d:query", `{"purpose":"a\"b"}`, nil},
+		{"bbox", "/v1/datasets/resources.parcels:query", `{"purpose":"p","bbox":{"min_x":114.4,"min_y":38,"max_x":114.6,"max_y":38.1}}`, nil},
+		{"quoted page size", "/v1/datasets/d:query", `{"page_size":"5"}`, nil},
+		{"trailing data", "/v1/datasets/d:query", `{"purpose":"p"} {"purpose":"q"}`, nil},
+		{"unknown field", "/v1/datasets/d:query", `{"purpose":"p","colour":"red"}`, nil},
+		{"duplicate field", "/v1/datasets/d:query", `{"page_size":1,"pageSize":2}`, nil},
+		{"duplicate key", "/v1/datasets/d:query", `{"keys":{"a":"1","a":"2"}}`, nil},
+		{"malformed", "/v1/datasets/d:query", `{"purpose":`, nil},
+		{"not an object", "/v1/datasets/d:query", `[1]`, nil},
+		{"invalid utf-8", "/v1/datasets/d:query", "{\"purpose\":\"\xff\"}", nil},
+		{"too large", "/v1/datasets/d:query", `{"purpose":"` + strings.Repeat("x", 300) + `"}`, nil},
+		{"service error", "/v1/datasets/d:query", `{"purpose":"deny"}`, nil},
+		{"escaped path", "/v1/datasets/a%2Eb:query", `{"purpose":"p"}`, nil},
+		{"other verb", "/v1/datasets/d:count", `{"purpose":"p"}`, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			send := func(h http.Handler) *httptest.ResponseRecorder {
+				r := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(tc.body))
+				r.Header.Set("X-Request-Id", "req-1")
+				for _, a := range tc.auth {
+					r.Header.Add("Authorization", a)
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				return w
+			}
+			got, want := send(full), send(viaGateway)
+			if got.Code != want.Code || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+				t.Errorf("fast route: %d %s %s\ngrpc-gateway: %d %s %s", got.Code, got.Header().Get("Content-Type"), got.Body,
+					want.Code, want.Header().Get("Content-Type"), want.Body)
+			}
+		})
+	}
+	// The fast route really is taken for the typical request: with the
+	// grpc-gateway mux removed it still answers.
+	s.gwmux = http.NotFoundHandler()
+	r := httptest.NewRequest(http.MethodPost, cases[0].path, strings.NewReader(cases[0].body))
+	w := httptest.NewRecorder()
+	(&queryRoute{s: s, svc: echoGateway{}, next: http.NotFoundHandler(), m: newMarshaler()}).ServeHTTP(w, r)
+	if w.Code != http.StatusOK {
+		t.Errorf("fast route without grpc-gateway: %d %s", w.Code, w.Body)
+	}
+}
+
+// FuzzDecodeQueryRequest checks the fast decoder against protojson: when
+// it accepts a body, grpc-gateway's decoder accepts it too and yields an
+// equal request.
+func FuzzDecodeQueryRequest(f *testing.F) {
+	for _, seed := range []string{
+		``, ` `, `{}`, `{"keys":{"credit_code":"91130109MAAY40HT30"},"purpose":"approval"}`,
+		`{"dataset":"x","keys":{"a":"b","c":"d"},"purpose":"p","fields":["a"],"filter":{},"page_size":10,"pageToken":"t"}`,
+		`{"page_size":-0}`, `{"page_size":2147483647}`, `{"page_size":-2147483648}`, `{"page_size":2147483648}`,
+		`{"page_size":01}`, `{"page_size":1.0}`, `{"page_size":1e2}`, `{"fields":[]}`, `{"keys":{"a":"1","a":"2"}}`,
+		`{"purpose":"中文"}`, "{\"purpose\":\"\xe4\"}", `{"purpose":"a\u0041"}`, `{"purpose":null}`, `{"bbox":null}`,
+		`{"purpose":"p"}x`, "{\"purpose\":\"p\"}\n", `{ "purpose" : "p" , "keys" : { "k" : "v" } }`, `{,}`, `{"purpose":"p",}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	m := newMarshaler()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast v1.QueryRequest
+		if !decodeQueryRequest(body, &fast) {
+			return
+		}
+		var slow v1.QueryRequest
+		if err := m.NewDecoder(bytes.NewReader(body)).Decode(&slow); err != nil && !errors.Is(err, io.EOF) {
+			t.Fatalf("fast decoder accepted %q, protojson refused it: %v", body, err)
+		}
+		if !proto.Equal(&fast, &slow) {
+			t.Fatalf("%q: fast decoder gave %v, protojson %v", body, &fast, &slow)
+		}
+	})
+}
