@@ -65,6 +65,12 @@ const (
 	// ReasonNoSource: no department holds the material; the applicant
 	// hands it in.
 	ReasonNoSource = "NO_SOURCE"
+	// ReasonSelectorNotGranted: the source chooses its record by a field
+	// (its by, where, match or latest field) that the caller's grant does
+	// not release, or releases only masked, so it chooses none: choosing
+	// by a value the caller may not see would reveal it. The audit record
+	// lists that field as withheld.
+	ReasonSelectorNotGranted = "SELECTOR_NOT_GRANTED"
 )
 
 // Exchange kinds recorded.
@@ -250,7 +256,9 @@ func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record b
 			decisions[i][ds] = d
 		}
 		for _, s := range f.Sources {
-			if decisions[i][s.Dataset].reason == "" {
+			// A source that cannot choose a record under the decision
+			// needs no department call.
+			if _, blocked := staticBlock(f, decisions[i], s); decisions[i][s.Dataset].reason == "" && blocked == "" {
 				need[lookup{s.Dataset, s.By}] = &fetched{}
 			}
 		}
@@ -348,6 +356,22 @@ func fieldsOf(f *forms.Form, ds string) []string {
 		for _, r := range fd.Refs() {
 			if s, _ := f.Source(r.Source); s.Dataset == ds {
 				out = appendUnique(out, r.Field)
+			}
+		}
+	}
+	// Sources choose their records by fields (by, where, match, latest,
+	// and the other source's field a match compares with): they are
+	// decided too, so that a choice never rests on a field the grant does
+	// not give.
+	for _, s := range f.Sources {
+		if s.Dataset == ds {
+			for _, sel := range selectorsOf(s) {
+				out = appendUnique(out, sel.field)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(s.Matches)) {
+			if other, _ := f.Source(s.Matches[k].Source); other.Dataset == ds {
+				out = appendUnique(out, s.Matches[k].Field)
 			}
 		}
 	}
@@ -550,6 +574,9 @@ func (fr *formRun) source(name string) *chosen {
 		return c
 	}
 	c.dec = &d.dec
+	if dataset, f := staticBlock(fr.f, fr.decisions, s); f != "" {
+		return fr.cannotSelect(c, dataset, f)
+	}
 	got := fr.fetched[lookup{s.Dataset, s.By}]
 	if got.err != nil {
 		if apierr.CodeOf(got.err) == codes.NotFound {
@@ -560,8 +587,34 @@ func (fr *formRun) source(name string) *chosen {
 		return c
 	}
 	fr.audit.pulled(ds, got.res.Delivery)
-	var candidates []*v1.SourceRecord
+	// A match compares with the other source's record: the caller must
+	// see that field of it, unmasked.
+	for _, k := range slices.Sorted(maps.Keys(s.Matches)) {
+		ref := s.Matches[k]
+		other := fr.source(ref.Source)
+		if other.rec != nil && !releasedUnmasked(other.dec, other.region, ref.Field) {
+			return fr.cannotSelect(c, other.ds.Name, ref.Field)
+		}
+	}
+	// Records are chosen only by what the caller may see of each: first
+	// the records its grants admit, then those whose selector fields the
+	// grants for the record's region release, and only then by the values
+	// of those fields. So neither the choice nor the reason for no choice
+	// tells anything of a field the caller may not see.
+	var admitted []*v1.SourceRecord
+	outside, blocked := 0, ""
 	for _, rec := range got.res.Records {
+		region := regionOf(ds, rec)
+		if c.dec.FieldsFor(region) == nil {
+			outside++
+			continue
+		}
+		if f := unselectableIn(c.dec, region, s); f != "" {
+			if blocked == "" {
+				blocked = f
+			}
+			continue
+		}
 		fields := rec.GetFields().GetFields()
 		if fields[s.By].GetStringValue() != fr.applicant {
 			continue
@@ -586,21 +639,21 @@ func (fr *formRun) source(name string) *chosen {
 			}
 		}
 		if ok {
-			candidates = append(candidates, rec)
-		}
-	}
-	if len(candidates) == 0 {
-		c.reason = ReasonNotFound
-		return c
-	}
-	var admitted []*v1.SourceRecord
-	for _, rec := range candidates {
-		if c.dec.FieldsFor(regionOf(ds, rec)) != nil {
 			admitted = append(admitted, rec)
 		}
 	}
-	if len(admitted) == 0 {
+	switch {
+	case len(admitted) > 0:
+	case blocked != "":
+		// Records the caller may not choose among could be the one.
+		return fr.cannotSelect(c, ds.Name, blocked)
+	case outside > 0:
+		// The record may be one outside the jurisdiction; whether it
+		// would match is not the caller's to know.
 		c.reason = ReasonOutsideJurisdiction
+		return c
+	default:
+		c.reason = ReasonNotFound
 		return c
 	}
 	slices.SortStableFunc(admitted, func(a, b *v1.SourceRecord) int {
@@ -626,6 +679,95 @@ func (fr *formRun) source(name string) *chosen {
 		c.prov.Age = durationpb.New(fr.now.Sub(got.res.FetchedAt))
 	}
 	return c
+}
+
+// cannotSelect settles c as unable to choose a record because the grant
+// does not release field of dataset unmasked; the field is recorded as
+// withheld.
+func (fr *formRun) cannotSelect(c *chosen, dataset, field string) *chosen {
+	c.reason = ReasonSelectorNotGranted
+	fr.audit.withhold(dataset + "." + field)
+	return c
+}
+
+// selector is a field a source chooses records by.
+type selector struct {
+	field string
+	// unmasked: the choice compares the field's full value, so the grant
+	// must release it unmasked. The applicant's identifier (by) may be
+	// masked: the caller already holds it, as in a query's keys.
+	unmasked bool
+}
+
+// selectorsOf returns the fields of its own dataset source s chooses
+// records by: by, the where and match fields, and latest.
+func selectorsOf(s *forms.Source) []selector {
+	out := []selector{{field: s.By}}
+	for _, k := range slices.Sorted(maps.Keys(s.Where)) {
+		out = append(out, selector{field: k, unmasked: true})
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Matches)) {
+		out = append(out, selector{field: k, unmasked: true})
+	}
+	if s.Latest != "" {
+		out = append(out, selector{field: s.Latest, unmasked: true})
+	}
+	return out
+}
+
+// unselectable returns the first selector field of s that no grant of the
+// decision releases (unmasked where the choice needs it), or "" when every
+// one is released for some region.
+func unselectable(dec *policy.Decision, s *forms.Source) string {
+	for _, sel := range selectorsOf(s) {
+		if !slices.Contains(dec.Fields, sel.field) ||
+			sel.unmasked && dec.Masks[sel.field] != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+			return sel.field
+		}
+	}
+	return ""
+}
+
+// staticBlock returns the dataset and field of the first selector of
+// source s that no grant of the form's decisions releases as the choice
+// needs, including the other sources' fields its matches compare with; ""
+// when there is none. A source it blocks is not fetched.
+func staticBlock(f *forms.Form, decs map[string]*decided, s *forms.Source) (dataset, field string) {
+	if d := decs[s.Dataset]; d.reason == "" {
+		if field := unselectable(&d.dec, s); field != "" {
+			return s.Dataset, field
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Matches)) {
+		ref := s.Matches[k]
+		other, _ := f.Source(ref.Source)
+		od := decs[other.Dataset]
+		if od.reason != "" {
+			continue // the other source chooses no record, so none matches
+		}
+		if !slices.Contains(od.dec.Fields, ref.Field) || od.dec.Masks[ref.Field] != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+			return other.Dataset, ref.Field
+		}
+	}
+	return "", ""
+}
+
+// unselectableIn is unselectable for a record of one region: the grants
+// whose jurisdiction admits the record must release every selector field.
+func unselectableIn(dec *policy.Decision, region string, s *forms.Source) string {
+	for _, sel := range selectorsOf(s) {
+		if !slices.Contains(dec.FieldsFor(region), sel.field) ||
+			sel.unmasked && dec.MaskFor(region, sel.field) != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+			return sel.field
+		}
+	}
+	return ""
+}
+
+// releasedUnmasked reports whether the decision releases field of a record
+// of region unmasked.
+func releasedUnmasked(dec *policy.Decision, region, field string) bool {
+	return slices.Contains(dec.FieldsFor(region), field) && dec.MaskFor(region, field) == v1.MaskKind_MASK_KIND_UNSPECIFIED
 }
 
 func regionOf(ds *datasets.Dataset, rec *v1.SourceRecord) string {
