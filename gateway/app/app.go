@@ -269,10 +269,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	decider := api.EngineDecider{Engine: a.Engine, Limiter: limiter}
 	pipeline := &query.Pipeline{Dict: a.Dict, Policy: decider, Fetch: a.Cache, Record: recorder, MaxPage: 100, Registerer: a.reg}
 
-	if err := mkdirFor(cfg.Forms.CorrectionsPath); err != nil {
-		return nil, err
+	// With PostgreSQL the corrections queue lives beside the grants, one
+	// queue for every node; otherwise in this node's own SQLite file.
+	var corrections *correctiondb.Store
+	if cfg.Store.Driver == "postgres" {
+		corrections, err = correctiondb.OpenPostgres(ctx, cfg.Store.DSN)
+	} else if err = mkdirFor(cfg.Forms.CorrectionsPath); err == nil {
+		corrections, err = correctiondb.Open(ctx, cfg.Forms.CorrectionsPath)
 	}
-	corrections, err := correctiondb.Open(ctx, cfg.Forms.CorrectionsPath)
 	if err != nil {
 		return nil, fmt.Errorf("opening the corrections queue: %w", err)
 	}
