@@ -351,19 +351,31 @@ func (e *Entry) validate() error {
 	if e.ResponseDigest != "" && !isHexHash(e.ResponseDigest) {
 		return fmt.Errorf("%w: response digest must be 64 lowercase hex digits (use Digest)", ErrEncoding)
 	}
-	strs := []string{e.RequestID, e.Node, e.Consumer, e.ConsumerDepartment, e.Purpose, e.DenyReason, e.Department}
-	for _, l := range [][]string{e.Datasets, e.LegalBasis, e.GrantIDs, e.FieldsReturned, e.FieldsWithheld} {
-		strs = append(strs, l...)
+	for _, s := range [...]string{e.RequestID, e.Node, e.Consumer, e.ConsumerDepartment, e.Purpose, e.DenyReason, e.Department} {
+		if !utf8.ValidString(s) {
+			return invalidUTF8(s)
+		}
+	}
+	for _, l := range [...][]string{e.Datasets, e.LegalBasis, e.GrantIDs, e.FieldsReturned, e.FieldsWithheld} {
+		for _, s := range l {
+			if !utf8.ValidString(s) {
+				return invalidUTF8(s)
+			}
+		}
 	}
 	for k, v := range e.Details {
-		strs = append(strs, k, v)
-	}
-	for _, s := range strs {
-		if !utf8.ValidString(s) {
-			return fmt.Errorf("%w: string %q is not valid UTF-8", ErrEncoding, s)
+		if !utf8.ValidString(k) {
+			return invalidUTF8(k)
+		}
+		if !utf8.ValidString(v) {
+			return invalidUTF8(v)
 		}
 	}
 	return nil
+}
+
+func invalidUTF8(s string) error {
+	return fmt.Errorf("%w: string %q is not valid UTF-8", ErrEncoding, s)
 }
 
 func isWord(s string) bool {

@@ -334,6 +334,9 @@ const hexDigits = "0123456789abcdef"
 // appendJSONString writes s as a JSON string: UTF-8 as is; quotation mark,
 // backslash and control characters escaped; invalid UTF-8 replaced by U+FFFD.
 func appendJSONString(b []byte, s string) []byte {
+	if utf8.ValidString(s) {
+		return appendValidJSONString(b, s)
+	}
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -369,6 +372,35 @@ func appendJSONString(b []byte, s string) []byte {
 			continue
 		}
 		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendValidJSONString is appendJSONString for valid UTF-8: multi-byte
+// sequences are copied without decoding, only ASCII needs escaping.
+func appendValidJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
