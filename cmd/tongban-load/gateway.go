@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -339,4 +340,52 @@ func pluginPIDs(gw int) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// auditCommits reads the audit log's group-commit counters from the
+// gateway's /metrics.
+func auditCommits(ctx context.Context, client *http.Client, base string) (commits, entries float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("/metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading /metrics: %w", err)
+	}
+	return parseAuditCommits(string(b))
+}
+
+// parseAuditCommits finds tongban_audit_commits_total and
+// tongban_audit_appended_entries_total in Prometheus text exposition.
+func parseAuditCommits(text string) (commits, entries float64, err error) {
+	found := 0
+	for line := range strings.Lines(text) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		var dst *float64
+		switch name {
+		case "tongban_audit_commits_total":
+			dst = &commits
+		case "tongban_audit_appended_entries_total":
+			dst = &entries
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseFloat(value, 64); err != nil {
+			return 0, 0, fmt.Errorf("/metrics: %s: %w", name, err)
+		}
+		found++
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("/metrics has no audit commit counters")
+	}
+	return commits, entries, nil
 }

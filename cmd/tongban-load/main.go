@@ -297,6 +297,8 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer, command str
 	rep := &Report{Started: time.Now(), Command: command, Mode: mode, Machine: machine()}
 	missNext := 0
 	self := os.Getpid()
+	// Audit group commits during the cache-hit runs, by connections.
+	commits, entries := map[int]float64{}, map[int]float64{}
 	for _, conns := range o.Connections {
 		bareDone := false
 		for _, name := range o.Scenarios {
@@ -335,10 +337,22 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer, command str
 			}
 			measure := func(name string, spec loadSpec, fn op, acc *accumulator) {
 				server := serverOf(name)
+				var c0, e0 float64
+				if name == scenarioHit {
+					c0, e0, _ = auditCommits(ctx, client, gw.URL)
+				}
 				cpu0s, cpu0p, cpu0h, m0 := cpuOf(server), cpuOf(plugins...), cpuOf(self), machineCPU()
 				res := runLoad(ctx, spec, fn)
 				cpu1s, cpu1p, cpu1h, m1 := cpuOf(server), cpuOf(plugins...), cpuOf(self), machineCPU()
 				acc.add(res, cpu1s-cpu0s, cpu1p-cpu0p, cpu1h-cpu0h, m0, m1)
+				if name == scenarioHit {
+					if c1, e1, err := auditCommits(ctx, client, gw.URL); err != nil {
+						progress("reading the audit commit counters: %v", err)
+					} else {
+						commits[conns] += c1 - c0
+						entries[conns] += e1 - e0
+					}
+				}
 			}
 
 			var stopProfiles func() error
@@ -410,6 +424,11 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer, command str
 		fmt.Sprintf("the approval bureau's demo grants were re-issued through the grant workflow with a quota of %d/min, %d/day (quota checks stay in the path)", loadQuota["per_minute"], loadQuota["per_day"]),
 		"policy and audit run in the harness process (no HTTP); their CPU is in the harness column",
 		"the machine is shared and noisy: one run, compare numbers within it")
+	for _, conns := range o.Connections {
+		if commits[conns] > 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("cache-hit at %d connections: %.1f audit entries per group commit (write + fsync)", conns, entries[conns]/commits[conns]))
+		}
+	}
 	if o.InProcess {
 		rep.Notes = append(rep.Notes, "in-process mode: gateway and load generator share one Go runtime; use process mode for the headline numbers")
 	}

@@ -415,3 +415,18 @@ func TestAccumulator(t *testing.T) {
 		t.Errorf("CPU = server %v harness %v other %v", r.ServerCPU, r.HarnessCPU, r.OtherCPU)
 	}
 }
+
+func TestParseAuditCommits(t *testing.T) {
+	text := "# HELP tongban_audit_commits_total x\n# TYPE tongban_audit_commits_total counter\ntongban_audit_commits_total 120\n" +
+		"tongban_audit_appended_entries_total 2.5e+03\ntongban_audit_export_lag_entries 0\n"
+	c, e, err := parseAuditCommits(text)
+	if err != nil || c != 120 || e != 2500 {
+		t.Fatalf("parseAuditCommits = %v, %v, %v; want 120, 2500, nil", c, e, err)
+	}
+	if _, _, err := parseAuditCommits("tongban_audit_commits_total 1\n"); err == nil {
+		t.Fatal("a missing counter was not reported")
+	}
+	if _, _, err := parseAuditCommits("tongban_audit_commits_total x\ntongban_audit_appended_entries_total 1\n"); err == nil {
+		t.Fatal("a malformed value was not reported")
+	}
+}

@@ -163,6 +163,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	a.closers = append(a.closers, a.Log.Close)
+	a.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tongban_audit_commits_total",
+			Help: "Group commits (one write and one fsync each) of the audit log since the node started.",
+		}, func() float64 { c, _ := a.Log.Commits(); return float64(c) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tongban_audit_appended_entries_total",
+			Help: "Entries appended to the audit log since the node started; divided by tongban_audit_commits_total, the mean group-commit batch.",
+		}, func() float64 { _, n := a.Log.Commits(); return float64(n) }))
 	if exporter != nil {
 		a.background(func() { _ = exporter.Run(life, a.Log) })
 	}

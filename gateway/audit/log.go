@@ -185,7 +185,8 @@ type Log struct {
 	cpSize   int64
 	cpBroken error
 
-	batches atomic.Uint64 // group commits written, for benchmarks
+	batches  atomic.Uint64 // group commits written since Open
+	appended atomic.Uint64 // entries appended since Open
 
 	stop       chan struct{}
 	writerDone chan struct{}
@@ -633,6 +634,7 @@ func (l *Log) commit(batch []*request) {
 	}
 	l.activeSize += int64(len(l.buf))
 	l.batches.Add(1)
+	l.appended.Add(uint64(len(batch)))
 	if cap(l.buf) > maxBatchBytes {
 		l.buf = nil
 	}
@@ -844,6 +846,13 @@ func (l *Log) Size() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.tree.Size()
+}
+
+// Commits returns the number of group commits (one write and one fsync
+// each) and the number of entries they appended since the log was opened.
+// Their ratio is the mean batch size.
+func (l *Log) Commits() (commits, entries uint64) {
+	return l.batches.Load(), l.appended.Load()
 }
 
 // VerifierKey returns the public key that verifies this log's checkpoints,

@@ -1018,3 +1018,33 @@ func TestCheckpointSinkAndQueries(t *testing.T) {
 		t.Errorf("replay sink saw %s", got)
 	}
 }
+
+// TestCommitsCountBatches checks Commits: sequential appends commit one by
+// one; concurrent ones are all counted, in at most as many commits.
+func TestCommitsCountBatches(t *testing.T) {
+	l := openTest(t, testConfig(t, t.TempDir()))
+	defer l.Close()
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := l.AppendEntry(ctx, testEntry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, n := l.Commits(); c != 5 || n != 5 {
+		t.Fatalf("after 5 sequential appends: %d commits of %d entries, want 5 of 5", c, n)
+	}
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.AppendEntry(ctx, testEntry(100+i)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if c, n := l.Commits(); n != 69 || c < 6 || c > 69 {
+		t.Fatalf("after 64 concurrent appends more: %d commits of %d entries, want 69 entries in 6..69 commits", c, n)
+	}
+}
