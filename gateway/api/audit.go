@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -160,7 +161,8 @@ const (
 // GetCheckpoint, GetConsistency and GetTransparencyStats are public;
 // GetEntry needs role auditor; ListSubjectAccesses is readable by the data
 // subject itself (an identity with role subject whose Subject is the
-// requested identifier) and by auditors.
+// requested identifier) and by auditors, and every read of it is recorded in
+// Log.
 type Audit struct {
 	v1.UnimplementedAuditServer
 	Auth *auth.Authenticator
@@ -174,8 +176,9 @@ type Audit struct {
 	Stats *audit.Stats
 	// Corrections reports correction counts; nil reports zero.
 	Corrections CorrectionCounter
-	// Now gives the current time for the default statistics window
-	// (time.Now when nil).
+	// Now gives the current time for the default statistics window and
+	// the time of the entries that record access-log reads (time.Now when
+	// nil).
 	Now func() time.Time
 }
 
@@ -302,10 +305,26 @@ func (s *Audit) GetConsistency(_ context.Context, req *v1.GetConsistencyRequest)
 	return &v1.ConsistencyProof{From: from, To: to, Proof: merkle.HashesToBytes(proof)}, nil
 }
 
+// KindAccessLogRead is the audit entry kind that records a read of a data
+// subject's access log through ListSubjectAccesses.
+const KindAccessLogRead = "access_log_read"
+
 // ListSubjectAccesses implements v1.AuditServer: the data-subject access
 // log. The subject may read its own; auditors may read anyone's; nobody
-// else may read any. Pages are ordered oldest first; the page token is the
-// index of the next entry.
+// else may read any. Pages are ordered oldest first.
+//
+// Every successful read is itself recorded: an entry of kind
+// KindAccessLogRead naming the reader (consumer and department), the
+// subject (as its keyed hash, so the read shows in the subject's own access
+// log), the request id and the reader's role. The entry is appended after
+// the page is read, so it is not in the page returned but in every later
+// listing; a read that cannot be recorded is refused (fail closed), as an
+// exchange is.
+//
+// A listing is a snapshot: the first page fixes the log's size at that
+// moment, and the page token carries it, so later pages list only entries
+// written before the listing began. A reader paging through therefore never
+// chases the entries its own reads add.
 func (s *Audit) ListSubjectAccesses(ctx context.Context, req *v1.ListSubjectAccessesRequest) (*v1.ListSubjectAccessesResponse, error) {
 	id, err := s.Auth.Authenticate(ctx)
 	if err != nil {
@@ -321,9 +340,12 @@ func (s *Audit) ListSubjectAccesses(ctx context.Context, req *v1.ListSubjectAcce
 		return nil, apierr.InvalidIdentifier("subject_id",
 			fmt.Errorf("neither a valid unified social credit code (%v) nor a valid resident ID (%v)", cerr, rerr))
 	}
+	var role string
 	switch {
 	case id.HasRole(auth.RoleAuditor):
+		role = auth.RoleAuditor
 	case id.HasRole(auth.RoleSubject) && strings.EqualFold(strings.TrimSpace(id.Subject), subject):
+		role = auth.RoleSubject
 	case id.HasRole(auth.RoleSubject):
 		return nil, apierr.Newf(codes.PermissionDenied, apierr.ReasonForbiddenRole,
 			"%s may read only its own subject's access log, not that of the identifier asked for", id.SystemID)
@@ -340,16 +362,23 @@ func (s *Audit) ListSubjectAccesses(ctx context.Context, req *v1.ListSubjectAcce
 	case limit > maxAccessPage:
 		limit = maxAccessPage
 	}
-	var from uint64
+	from, bound := uint64(0), s.Log.Size()
 	if t := req.GetPageToken(); t != "" {
-		from, err = strconv.ParseUint(t, 10, 64)
-		if err != nil {
+		var ok bool
+		if from, bound, ok = parseAccessToken(t, bound); !ok {
 			return nil, apierr.Invalid("page_token", "is not a token this API returned")
 		}
 	}
 	recs, next, err := s.Log.EntriesForSubject(ctx, audit.SubjectHash(s.SubjectKey, subject), limit, from)
 	if err != nil {
 		return nil, auditError(err)
+	}
+	// Entries written since the listing began belong to a later listing.
+	if i := slices.IndexFunc(recs, func(r audit.Record) bool { return r.Index >= bound }); i >= 0 {
+		recs, next = recs[:i], 0
+	}
+	if next >= bound {
+		next = 0
 	}
 	out := &v1.ListSubjectAccessesResponse{}
 	for _, r := range recs {
@@ -372,9 +401,59 @@ func (s *Audit) ListSubjectAccesses(ctx context.Context, req *v1.ListSubjectAcce
 		})
 	}
 	if next != 0 {
-		out.NextPageToken = strconv.FormatUint(next, 10)
+		out.NextPageToken = strconv.FormatUint(next, 10) + "." + strconv.FormatUint(bound, 10)
+	}
+	if err := s.recordRead(ctx, id, role, subject); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// parseAccessToken reads a page token of ListSubjectAccesses: "next.bound",
+// or the bare "next" of earlier versions, which lists up to size.
+func parseAccessToken(t string, size uint64) (from, bound uint64, ok bool) {
+	f, b, snap := strings.Cut(t, ".")
+	from, err := strconv.ParseUint(f, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	if !snap {
+		return from, size, true
+	}
+	bound, err = strconv.ParseUint(b, 10, 64)
+	if err != nil || from >= bound {
+		return 0, 0, false
+	}
+	return from, bound, true
+}
+
+// recordRead appends the KindAccessLogRead entry of a read of subject's
+// access log by id. Any failure refuses the read.
+func (s *Audit) recordRead(ctx context.Context, id auth.Identity, role, subject string) error {
+	e := audit.Entry{
+		Time:               s.now(),
+		RequestID:          reqctx.ID(ctx),
+		Node:               s.Node,
+		Kind:               KindAccessLogRead,
+		Consumer:           id.SystemID,
+		ConsumerDepartment: id.Department,
+		Subjects:           audit.SubjectHashes(s.SubjectKey, []string{subject}),
+		Details:            map[string]string{"role": role},
+	}
+	if _, err := s.Log.AppendEntry(ctx, e); err != nil {
+		// The cause names no subject: the log holds only its hash.
+		return apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable,
+			"the read of the access log could not be recorded in the audit log, so it was refused").
+			WithCause(fmt.Errorf("recording %s's read of an access log: %w", id.SystemID, err))
+	}
+	return nil
+}
+
+func (s *Audit) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // GetTransparencyStats implements v1.AuditServer. It is public and holds
@@ -386,10 +465,7 @@ func (s *Audit) GetTransparencyStats(ctx context.Context, req *v1.GetTransparenc
 		return nil, apierr.New(codes.Unimplemented, apierr.ReasonUnimplemented, "transparency statistics are not enabled on this node")
 	}
 	loc := s.Stats.Location()
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
-	}
+	now := s.now
 	parse := func(field, v string) (time.Time, error) {
 		d, err := time.ParseInLocation(audit.DayLayout, v, loc)
 		if err != nil {

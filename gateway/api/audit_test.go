@@ -18,6 +18,7 @@ import (
 	"github.com/tongban/tongban/gateway/audit"
 	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/gateway/query"
+	"github.com/tongban/tongban/gateway/reqctx"
 	"github.com/tongban/tongban/policy/store/sqlstore"
 	"github.com/tongban/tongban/policy/workflow"
 	"github.com/tongban/tongban/schemas/apierr"
@@ -356,7 +357,8 @@ func TestListSubjectAccesses(t *testing.T) {
 	}{
 		{"subject reads own", "person", personID, codes.OK, "", 4},
 		{"enterprise reads own", "enterprise", enterpriseID, codes.OK, "", 7},
-		{"auditor reads any", "auditor", personID, codes.OK, "", 4},
+		// Four exchanges and the subject's own read just before.
+		{"auditor reads any", "auditor", personID, codes.OK, "", 5},
 		{"subject reads another", "person", enterpriseID, codes.PermissionDenied, apierr.ReasonForbiddenRole, 0},
 		{"member system", "system", personID, codes.PermissionDenied, apierr.ReasonForbiddenRole, 0},
 		{"admin", "admin", personID, codes.PermissionDenied, apierr.ReasonForbiddenRole, 0},
@@ -386,6 +388,7 @@ func TestListSubjectAccesses(t *testing.T) {
 	}
 	t.Run("fields and paging", func(t *testing.T) {
 		var got []uint64
+		reads := 0
 		token := ""
 		for page := 0; page < 10; page++ {
 			resp, err := f.svc.ListSubjectAccesses(withToken("person"), &v1.ListSubjectAccessesRequest{SubjectId: personID, PageSize: 3, PageToken: token})
@@ -393,6 +396,15 @@ func TestListSubjectAccesses(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, a := range resp.GetAccesses() {
+				if a.GetDataset() == "" {
+					// A read of the access log (by the subject and the
+					// auditor above).
+					reads++
+					if a.GetConsumer() != "citizen" && a.GetConsumer() != "auditor-1" {
+						t.Errorf("read entry %v", a)
+					}
+					continue
+				}
 				if a.GetConsumer() != "sjz-approval" || a.GetConsumerDepartment() != "石家庄市行政审批局" || a.GetDataset() != "resources.parcels" ||
 					a.GetPurpose() != "approval" || len(a.GetLegalBasis()) != 1 || !slices.Equal(a.GetFields(), []string{"parcel_id", "holder"}) ||
 					a.GetDecision() != "permit" || a.GetNode() != "node-1" || !a.GetAt().AsTime().Equal(auditT0.Add(time.Duration(a.GetLeafIndex())*time.Minute)) {
@@ -407,6 +419,9 @@ func TestListSubjectAccesses(t *testing.T) {
 		}
 		if !slices.Equal(got, personIdx) {
 			t.Errorf("paged indexes %v, want %v", got, personIdx)
+		}
+		if reads != 2 {
+			t.Errorf("%d reads listed, want the 2 made before the listing began", reads)
 		}
 		_, err := f.svc.ListSubjectAccesses(withToken("person"), &v1.ListSubjectAccessesRequest{SubjectId: personID, PageToken: "x"})
 		wantCode(t, err, codes.InvalidArgument, apierr.ReasonInvalidArgument)
@@ -481,4 +496,153 @@ func TestTransparencyStats(t *testing.T) {
 	if _, err := f.svc.GetTransparencyStats(ctx, &v1.GetTransparencyStatsRequest{}); err == nil {
 		t.Error("corrections error ignored")
 	}
+}
+
+// TestAccessLogReadsAreRecorded checks that every read of a subject's access
+// log is itself in the log, under the subject, so that the subject sees who
+// looked: not in the page just returned, but in every later one.
+func TestAccessLogReadsAreRecorded(t *testing.T) {
+	f := newAuditFixture(t)
+	readAt := auditT0.Add(time.Hour)
+	f.svc.Now = func() time.Time { return readAt }
+	ctx := context.Background()
+	for i := range 2 {
+		if _, err := f.rec.RecordExchange(ctx, exchange(i, personID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(token, requestID string) *v1.ListSubjectAccessesResponse {
+		t.Helper()
+		resp, err := f.svc.ListSubjectAccesses(reqctx.With(withToken(token), requestID), &v1.ListSubjectAccessesRequest{SubjectId: personID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+
+	first := list("auditor", "req-audit-1")
+	if n := len(first.GetAccesses()); n != 2 {
+		t.Fatalf("the first read lists %d accesses, want the 2 exchanges only", n)
+	}
+	second := list("person", "req-own-1")
+	if n := len(second.GetAccesses()); n != 3 {
+		t.Fatalf("the second read lists %d accesses, want the 2 exchanges and the first read", n)
+	}
+	read := second.GetAccesses()[2]
+	if read.GetConsumer() != "auditor-1" || read.GetConsumerDepartment() != "" || read.GetDataset() != "" ||
+		read.GetDecision() != "" || len(read.GetFields()) != 0 || read.GetNode() != "node-1" || !read.GetAt().AsTime().Equal(readAt) {
+		t.Errorf("the auditor's read shows as %v", read)
+	}
+
+	t.Run("entries", func(t *testing.T) {
+		want := []struct {
+			consumer, requestID, role string
+		}{
+			{"auditor-1", "req-audit-1", auth.RoleAuditor},
+			{"citizen", "req-own-1", auth.RoleSubject},
+		}
+		for i, w := range want {
+			data, err := f.log.Entry(ctx, uint64(2+i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := audit.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Kind != KindAccessLogRead || e.Consumer != w.consumer || e.RequestID != w.requestID || e.Node != "node-1" ||
+				!slices.Equal(e.Subjects, []string{audit.SubjectHash(auditTestSubjectKey, personID)}) ||
+				e.Details["role"] != w.role || len(e.Datasets) != 0 || e.Decision != "" {
+				t.Errorf("entry %d: %+v", 2+i, e)
+			}
+			if bytes.Contains(data, []byte(personID)) {
+				t.Errorf("entry %d holds the subject's identifier in clear", 2+i)
+			}
+		}
+	})
+	t.Run("reads are not exchanges in the statistics", func(t *testing.T) {
+		ex, dn := f.stats.Counts("2026-03-01", "2026-03-03")
+		if len(ex) != 1 || ex[0].Exchanges != 2 || len(dn) != 0 {
+			t.Errorf("exchanges %v, denials %v", ex, dn)
+		}
+	})
+	t.Run("refused reads are not recorded", func(t *testing.T) {
+		size := f.log.Size()
+		for _, token := range []string{"system", "enterprise", ""} {
+			if _, err := f.svc.ListSubjectAccesses(withToken(token), &v1.ListSubjectAccessesRequest{SubjectId: personID}); err == nil {
+				t.Fatalf("%q read the access log", token)
+			}
+		}
+		if f.log.Size() != size {
+			t.Errorf("refused reads appended %d entries", f.log.Size()-size)
+		}
+	})
+}
+
+// TestAccessLogPagingIsASnapshot checks that a listing paged one entry at a
+// time ends although every page read appends an entry for the subject.
+func TestAccessLogPagingIsASnapshot(t *testing.T) {
+	f := newAuditFixture(t)
+	ctx := context.Background()
+	var want []uint64
+	for i := range 3 {
+		rc, err := f.rec.RecordExchange(ctx, exchange(i, personID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, rc.GetLeafIndex())
+	}
+	var got []uint64
+	token, pages := "", 0
+	for ; pages < 20; pages++ {
+		resp, err := f.svc.ListSubjectAccesses(withToken("person"), &v1.ListSubjectAccessesRequest{SubjectId: personID, PageSize: 1, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range resp.GetAccesses() {
+			got = append(got, a.GetLeafIndex())
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged %v in %d pages, want %v", got, pages+1, want)
+	}
+	// Each page read was recorded; a new listing shows them all.
+	resp, err := f.svc.ListSubjectAccesses(withToken("auditor"), &v1.ListSubjectAccessesRequest{SubjectId: personID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.GetAccesses()); n != 3+3 {
+		t.Fatalf("a new listing shows %d accesses, want 3 exchanges and 3 page reads", n)
+	}
+
+	t.Run("tokens", func(t *testing.T) {
+		for token, ok := range map[string]bool{"1": true, "1.3": true, "x": false, "1.x": false, "3.3": false, "-1.3": false, ".3": false} {
+			_, err := f.svc.ListSubjectAccesses(withToken("person"), &v1.ListSubjectAccessesRequest{SubjectId: personID, PageToken: token})
+			if ok && err != nil {
+				t.Errorf("token %q: %v", token, err)
+			}
+			if !ok {
+				wantCode(t, err, codes.InvalidArgument, apierr.ReasonInvalidArgument)
+			}
+		}
+	})
+}
+
+// TestAccessLogReadFailsClosed checks that a read that cannot be recorded
+// is refused.
+func TestAccessLogReadFailsClosed(t *testing.T) {
+	f := newAuditFixture(t)
+	if err := f.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A subject with no accesses: listing needs no entry from disk, only
+	// recording the read touches the closed log.
+	resp, err := f.svc.ListSubjectAccesses(withToken("person"), &v1.ListSubjectAccessesRequest{SubjectId: personID})
+	if err == nil {
+		t.Fatalf("read not recorded, yet answered %v", resp)
+	}
+	wantCode(t, err, codes.Unavailable, apierr.ReasonAuditUnavailable)
 }

@@ -106,8 +106,28 @@ func (h *ChangeHub) watch() (*hubWatcher, func()) {
 // Server-Sent Events at /v1/changes/events. (grpc-gateway's in-process
 // transport does not serve streams, so GET /v1/changes:watch answers
 // UNIMPLEMENTED.) The caller's policy is applied to every notice: the
-// decision is taken again for each one, so a revoked grant stops the
-// notices at once; key values are withheld or masked as the grant says.
+// decision is taken again for each one, and key values are withheld or
+// masked as the grant says.
+//
+// A subscription lives only as long as its authority. When the caller no
+// longer holds a grant for the stated purpose (revoked, expired), the
+// stream ends with PERMISSION_DENIED, with the policy's reason (NO_GRANT,
+// GRANT_EXPIRED, ...) and a message naming the dataset; over SSE this is
+// the "error" event, after which the response ends. Authority is checked
+// on every event and, so that a quiet stream ends too, every
+// RecheckInterval. Which loss ends the stream depends on what was asked:
+//
+//   - Datasets named in the request are exactly what the caller asked for:
+//     the stream ends as soon as any of them becomes unreadable.
+//   - With none named ("every dataset I may read"), the stream ends when
+//     none of the datasets readable at subscription time remains readable;
+//     until then the notices of a dataset that is not readable now are
+//     withheld, and resume if a grant covers it again.
+//
+// A record outside the grant's jurisdiction is withheld, never a reason to
+// end. Decision errors other than PERMISSION_DENIED (for example an
+// exhausted quota or an unavailable quota service) withhold the notice at
+// hand but do not end the stream.
 type Changes struct {
 	Auth   *auth.Authenticator
 	Dict   *datasets.Dictionary
@@ -117,8 +137,16 @@ type Changes struct {
 	Now func() time.Time
 	// Heartbeat is the interval of SSE keep-alive comments (default 15s).
 	Heartbeat time.Duration
-	Logger    *slog.Logger
+	// RecheckInterval is how often an open stream checks that the caller
+	// still holds its grants, events or not (default 5s). The periodic
+	// checks do not charge grant quotas: when Policy is an EngineDecider
+	// they decide without its Limiter.
+	RecheckInterval time.Duration
+	Logger          *slog.Logger
 }
+
+// DefaultRecheckInterval is the default of Changes.RecheckInterval.
+const DefaultRecheckInterval = 5 * time.Second
 
 // WatchChanges implements the method of v1.GatewayServer: the Gateway
 // service forwards it here. Response headers are sent once the stream is
@@ -127,7 +155,8 @@ func (c *Changes) WatchChanges(req *v1.WatchChangesRequest, stream v1.Gateway_Wa
 	return c.run(stream.Context(), req, func() error { return stream.SendHeader(metadata.MD{}) }, stream.Send)
 }
 
-// run authenticates, checks the request, then streams notices until ctx ends.
+// run authenticates, checks the request, then streams notices until ctx
+// ends (nil) or the caller's authority is gone (PERMISSION_DENIED).
 func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready func() error, send func(*v1.ChangeNotice) error) error {
 	id, err := c.Auth.Authenticate(ctx)
 	if err != nil {
@@ -138,11 +167,19 @@ func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready fu
 	if err != nil {
 		return err
 	}
+	named := len(req.GetDatasets()) > 0
+	purpose := req.GetPurpose()
 	w, unwatch := c.Hub.watch()
 	defer unwatch()
 	if err := ready(); err != nil {
 		return err
 	}
+	every := c.RecheckInterval
+	if every <= 0 {
+		every = DefaultRecheckInterval
+	}
+	recheck := time.NewTicker(every)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -150,12 +187,28 @@ func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready fu
 		case <-w.lagged:
 			return apierr.New(codes.ResourceExhausted, ReasonWatchLagged,
 				"the change stream fell too far behind and was ended; reconnect and re-read the records you track")
+		case <-recheck.C:
+			if err := c.authority(ctx, p, purpose, names, named); err != nil {
+				return err
+			}
 		case ev := <-w.ch:
 			if !slices.Contains(names, ev.GetDataset()) {
 				continue
 			}
-			n, ok := c.notice(ctx, p, req.GetPurpose(), ev)
-			if !ok {
+			n, err := c.notice(ctx, p, purpose, ev)
+			switch {
+			case err == nil && n == nil:
+				continue // outside the grant's jurisdiction
+			case apierr.CodeOf(err) == codes.PermissionDenied:
+				if named {
+					return revoked(p, purpose, ev.GetDataset(), err)
+				}
+				if err := c.authority(ctx, p, purpose, names, named); err != nil {
+					return err
+				}
+				continue
+			case err != nil:
+				c.log().DebugContext(ctx, "change notice withheld", "dataset", ev.GetDataset(), "consumer", p.String(), "error", err)
 				continue
 			}
 			if err := send(n); err != nil {
@@ -163,6 +216,87 @@ func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready fu
 			}
 		}
 	}
+}
+
+// authority checks that p may still read the watched datasets for purpose.
+// It returns the PERMISSION_DENIED error that ends the stream when a named
+// dataset is no longer readable, or, when the caller named none, when no
+// watched dataset remains readable. Errors other than PERMISSION_DENIED do
+// not end the stream: a check that cannot be made is made again later.
+// Quotas are not charged (see recheckPolicy).
+func (c *Changes) authority(ctx context.Context, p policy.Principal, purpose string, names []string, named bool) error {
+	d := c.recheckPolicy()
+	now := c.now()
+	var denials []error
+	for _, name := range names {
+		_, err := d.Decide(ctx, policy.Request{Principal: p, Dataset: name, Purpose: purpose, Time: now})
+		switch {
+		case err == nil:
+			if !named {
+				return nil
+			}
+		case apierr.CodeOf(err) == codes.PermissionDenied:
+			if named {
+				return revoked(p, purpose, name, err)
+			}
+			denials = append(denials, err)
+		default:
+			c.log().WarnContext(ctx, "re-checking a change subscription failed", "dataset", name, "consumer", p.String(), "error", err)
+			if !named {
+				return nil // perhaps still readable
+			}
+		}
+	}
+	if named || len(denials) < len(names) {
+		return nil
+	}
+	reason := apierr.ReasonOf(denials[0])
+	for _, err := range denials[1:] {
+		if apierr.ReasonOf(err) != reason {
+			reason = ""
+		}
+	}
+	if reason == "" {
+		reason = apierr.ReasonNoGrant
+	}
+	return apierr.Newf(codes.PermissionDenied, reason,
+		"%s no longer holds a grant for purpose %q on any of the datasets it watched (%s): the grants were revoked or have ended, so the subscription is closed",
+		p, purpose, strings.Join(names, ", ")).With("datasets", strings.Join(names, ",")).With("purpose", purpose).WithCause(errors.Join(denials...))
+}
+
+// revoked is the error that ends a subscription whose grant for dataset is
+// gone; denial is the policy's decision, whose reason it keeps.
+func revoked(p policy.Principal, purpose, dataset string, denial error) error {
+	reason := apierr.ReasonOf(denial)
+	if reason == "" {
+		reason = apierr.ReasonNoGrant
+	}
+	return apierr.Newf(codes.PermissionDenied, reason,
+		"the grant that let %s watch %s for purpose %q was revoked or has ended, so the subscription is closed: %s",
+		p, dataset, purpose, apierr.From(denial).Msg).With("dataset", dataset).With("purpose", purpose).WithCause(denial)
+}
+
+// recheckPolicy is the decider of the periodic authority checks: Policy,
+// without the quota limiter when it is an EngineDecider, since a check is
+// not a request and must not use up the grant's quota.
+func (c *Changes) recheckPolicy() query.Decider {
+	switch d := c.Policy.(type) {
+	case EngineDecider:
+		d.Limiter = nil
+		return d
+	case *EngineDecider:
+		if d != nil {
+			return EngineDecider{Engine: d.Engine}
+		}
+	}
+	return c.Policy
+}
+
+func (c *Changes) log() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // check validates the request and returns the datasets to watch. A named
@@ -202,17 +336,18 @@ func (c *Changes) check(ctx context.Context, p policy.Principal, req *v1.WatchCh
 	return out, nil
 }
 
-// notice shapes one event for the caller, deciding afresh. It returns false
-// when the caller may not see it: no grant now, or a record outside the
-// grant's jurisdiction (or of unknown region when the grant is limited).
-func (c *Changes) notice(ctx context.Context, p policy.Principal, purpose string, ev *v1.ChangeEvent) (*v1.ChangeNotice, bool) {
+// notice shapes one event for the caller, deciding afresh. It returns the
+// decision's error when the caller may not read the dataset now, and a nil
+// notice when the record lies outside the grant's jurisdiction (or is of
+// unknown region when the grant is limited).
+func (c *Changes) notice(ctx context.Context, p policy.Principal, purpose string, ev *v1.ChangeEvent) (*v1.ChangeNotice, error) {
 	ds, ok := c.Dict.Dataset(ev.GetDataset())
 	if !ok {
-		return nil, false
+		return nil, nil
 	}
 	dec, err := c.Policy.Decide(ctx, policy.Request{Principal: p, Dataset: ds.Name, Purpose: purpose, Time: c.now()})
 	if err != nil {
-		return nil, false
+		return nil, err
 	}
 	region := ""
 	if ds.RegionField != "" {
@@ -220,7 +355,7 @@ func (c *Changes) notice(ctx context.Context, p policy.Principal, purpose string
 	}
 	fields := dec.FieldsFor(region)
 	if fields == nil {
-		return nil, false
+		return nil, nil
 	}
 	n := &v1.ChangeNotice{
 		Dataset:    ds.Name,
@@ -241,7 +376,7 @@ func (c *Changes) notice(ctx context.Context, p policy.Principal, purpose string
 		}
 		n.Keys[k] = v
 	}
-	return n, true
+	return n, nil
 }
 
 func (c *Changes) now() time.Time {
@@ -260,7 +395,10 @@ func (c *Changes) now() time.Time {
 // event "change" whose data is the ChangeNotice in JSON, with an increasing
 // id; a comment line every Heartbeat keeps proxies from closing the
 // connection. Errors before the stream opens are JSON with the HTTP status
-// of their gRPC code; an error that ends an open stream is an event "error".
+// of their gRPC code; an error that ends an open stream (the reader fell
+// behind, the caller's grant was revoked or has ended) is an event "error"
+// whose data is the same JSON error document, after which the response
+// ends.
 func (c *Changes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)

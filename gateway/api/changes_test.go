@@ -24,7 +24,9 @@ import (
 	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/gateway/events"
 	"github.com/tongban/tongban/gateway/httperr"
+	"github.com/tongban/tongban/gateway/query"
 	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/schemas/apierr"
 	"github.com/tongban/tongban/schemas/datasets"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
@@ -208,18 +210,215 @@ func TestWatchChangesShapesEveryNotice(t *testing.T) {
 		})
 	}
 
-	t.Run("revoked grant stops the notices", func(t *testing.T) {
+	t.Run("revoked grant ends the stream", func(t *testing.T) {
+		// Another subscriber's grant is untouched: its stream goes on.
 		f.policy.snap.Store(policy.Prepare(f.dict, testGrants(time.Now(), "demo-enforcement-permits"), 2))
 		f.publish(t, permitInShijiazhuang) // no longer granted
-		f.publish(t, licence)              // still granted
+		f.publish(t, licence)              // still granted, but the stream named both
 		n, err := enf.Recv()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n.GetDataset() != "market.business_licences" {
-			t.Fatalf("after revocation got %v, want the licence notice only", n)
+		wantClosed(t, n, err, policy.ReasonNoGrant, "approval.permits")
+		if n, err := appr.Recv(); err != nil || n.GetRecordId() != "P-001" {
+			t.Fatalf("approval stream after another's revocation: %v, %v", n, err)
 		}
 	})
+}
+
+// wantClosed checks that a stream ended with the PERMISSION_DENIED error of
+// a subscription whose grant is gone.
+func wantClosed(t *testing.T, n *v1.ChangeNotice, err error, reason, dataset string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("stream goes on (notice %v), want it closed", n)
+	}
+	ae := apierr.From(err)
+	if ae.Code != codes.PermissionDenied || ae.Reason != reason {
+		t.Fatalf("err = %v, want PERMISSION_DENIED %s", err, reason)
+	}
+	if dataset != "" && ae.Meta["dataset"] != dataset {
+		t.Fatalf("err = %v (metadata %v), want it to name dataset %s", err, ae.Meta, dataset)
+	}
+	for _, word := range []string{dataset, "revoked", "ended", "subscription is closed"} {
+		if !strings.Contains(ae.Msg, word) {
+			t.Fatalf("message %q lacks %q", ae.Msg, word)
+		}
+	}
+}
+
+// TestWatchChangesEndsWhenAuthorityIsGone checks that a stream ends, with
+// the policy's reason, once the caller's grant is revoked or has expired:
+// at the next event, or at the next periodic check on a quiet stream.
+func TestWatchChangesEndsWhenAuthorityIsGone(t *testing.T) {
+	const enforcementGrants = "demo-enforcement-permits,demo-enforcement-licences,demo-enforcement-enterprises"
+	later := 400 * 24 * time.Hour // past every demo grant's end
+	tests := []struct {
+		name     string
+		datasets []string
+		quiet    bool          // no events: only the periodic check can tell
+		drop     string        // grants revoked
+		advance  time.Duration // clock moved on
+		publish  []*v1.ChangeEvent
+		reason   string
+		dataset  string
+	}{
+		{"revoked, at the next event", []string{"approval.permits"}, false, "demo-enforcement-permits", 0,
+			[]*v1.ChangeEvent{permitInShijiazhuang}, policy.ReasonNoGrant, "approval.permits"},
+		{"revoked, quiet stream", []string{"approval.permits"}, true, "demo-enforcement-permits", 0,
+			nil, policy.ReasonNoGrant, "approval.permits"},
+		{"expired, at the next event", []string{"approval.permits"}, false, "", later,
+			[]*v1.ChangeEvent{permitInShijiazhuang}, policy.ReasonGrantExpired, "approval.permits"},
+		{"expired, quiet stream", []string{"approval.permits"}, true, "", later,
+			nil, policy.ReasonGrantExpired, "approval.permits"},
+		{"one of two named, quiet stream", []string{"approval.permits", "market.business_licences"}, true, "demo-enforcement-licences", 0,
+			nil, policy.ReasonNoGrant, "market.business_licences"},
+		{"one of two named, at its event", []string{"approval.permits", "market.business_licences"}, false, "demo-enforcement-licences", 0,
+			[]*v1.ChangeEvent{licence}, policy.ReasonNoGrant, "market.business_licences"},
+		{"all readable, none left, at an event", nil, false, enforcementGrants, 0,
+			[]*v1.ChangeEvent{licence}, policy.ReasonNoGrant, ""},
+		{"all readable, none left, quiet stream", nil, true, enforcementGrants, 0,
+			nil, policy.ReasonNoGrant, ""},
+		{"all readable, all expired, quiet stream", nil, true, "", later,
+			nil, policy.ReasonGrantExpired, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newWatchFixture(t)
+			var offset atomic.Int64
+			f.changes.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+			f.changes.RecheckInterval = time.Hour // only events tell
+			if tc.quiet {
+				f.changes.RecheckInterval = 10 * time.Millisecond
+			}
+			s, err := f.watch(t, "tok-enforcement", "inspection", tc.datasets...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.policy.snap.Store(policy.Prepare(f.dict, testGrants(time.Now(), tc.drop), 2))
+			offset.Store(int64(tc.advance))
+			for _, ev := range tc.publish {
+				f.publish(t, ev)
+			}
+			n, err := s.Recv()
+			wantClosed(t, n, err, tc.reason, tc.dataset)
+			if tc.dataset == "" && apierr.From(err).Meta["datasets"] == "" {
+				t.Errorf("err = %v does not name the watched datasets", err)
+			}
+		})
+	}
+}
+
+// TestWatchAllReadableOutlivesOneRevocation checks that a stream of every
+// dataset the caller may read goes on while one of them remains readable,
+// withholding the notices of the revoked one.
+func TestWatchAllReadableOutlivesOneRevocation(t *testing.T) {
+	f := newWatchFixture(t)
+	s, err := f.watch(t, "tok-enforcement", "inspection")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.policy.snap.Store(policy.Prepare(f.dict, testGrants(time.Now(), "demo-enforcement-permits"), 2))
+	f.publish(t, permitInShijiazhuang) // withheld: no longer readable
+	f.publish(t, licence)
+	n, err := s.Recv()
+	if err != nil || n.GetRecordId() != "L-001" {
+		t.Fatalf("after one revocation: %v, %v; want the licence notice", n, err)
+	}
+	// Granted again: its notices resume.
+	f.policy.snap.Store(policy.Prepare(f.dict, testGrants(time.Now()), 3))
+	f.publish(t, permitInShijiazhuang)
+	if n, err := s.Recv(); err != nil || n.GetRecordId() != "P-001" {
+		t.Fatalf("after the grant came back: %v, %v; want the permit notice", n, err)
+	}
+}
+
+// errDecider answers every request for a dataset with the error in errs
+// (nil: permitted), and counts nothing.
+type errDecider map[string]error
+
+func (d errDecider) Decide(_ context.Context, req policy.Request) (policy.Decision, error) {
+	if err := d[req.Dataset]; err != nil {
+		return policy.Decision{}, err
+	}
+	return policy.Decision{Fields: []string{"permit_id"}}, nil
+}
+
+func TestChangesAuthority(t *testing.T) {
+	p := policy.Principal{SystemID: "enforcement-platform", Department: "enforcement"}
+	names := []string{"approval.permits", "market.business_licences"}
+	expired := apierr.New(codes.PermissionDenied, policy.ReasonGrantExpired, "no active grant lets it read (the grant covering them has expired)")
+	noGrant := apierr.New(codes.PermissionDenied, policy.ReasonNoGrant, "no active grant lets it read")
+	down := apierr.New(codes.Unavailable, policy.ReasonQuotaUnavailable, "the quota service is unavailable")
+	tests := []struct {
+		name    string
+		named   bool
+		errs    errDecider
+		reason  string // "" : the stream goes on
+		dataset string
+	}{
+		{"named, all readable", true, errDecider{}, "", ""},
+		{"named, one expired", true, errDecider{"market.business_licences": expired}, policy.ReasonGrantExpired, "market.business_licences"},
+		{"named, check failed", true, errDecider{"approval.permits": down}, "", ""},
+		{"named, check failed and one revoked", true, errDecider{"approval.permits": down, "market.business_licences": noGrant}, policy.ReasonNoGrant, "market.business_licences"},
+		{"all, one revoked", false, errDecider{"approval.permits": noGrant}, "", ""},
+		{"all, both expired", false, errDecider{"approval.permits": expired, "market.business_licences": expired}, policy.ReasonGrantExpired, ""},
+		{"all, both gone for different reasons", false, errDecider{"approval.permits": expired, "market.business_licences": noGrant}, policy.ReasonNoGrant, ""},
+		{"all, one revoked, one check failed", false, errDecider{"approval.permits": noGrant, "market.business_licences": down}, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Changes{Policy: tc.errs, Dict: datasets.Default()}
+			err := c.authority(context.Background(), p, "inspection", names, tc.named)
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("err = %v, want the stream to go on", err)
+				}
+				return
+			}
+			ae := apierr.From(err)
+			if ae.Code != codes.PermissionDenied || ae.Reason != tc.reason || ae.Meta["purpose"] != "inspection" {
+				t.Fatalf("err = %v (metadata %v), want PERMISSION_DENIED %s", err, ae.Meta, tc.reason)
+			}
+			if tc.dataset != "" && (ae.Meta["dataset"] != tc.dataset || !strings.Contains(ae.Msg, tc.dataset)) {
+				t.Fatalf("err = %v (metadata %v) does not name %s", err, ae.Meta, tc.dataset)
+			}
+		})
+	}
+}
+
+// countingLimiter allows everything and counts the requests charged.
+type countingLimiter struct{ n atomic.Int64 }
+
+func (l *countingLimiter) Allow(context.Context, string, int, int) (bool, error) {
+	l.n.Add(1)
+	return true, nil
+}
+
+// TestRecheckChargesNoQuota checks that the periodic checks of a stream do
+// not use up the grant's quota, while notices still do.
+func TestRecheckChargesNoQuota(t *testing.T) {
+	dict := datasets.Default()
+	snap := policy.Prepare(dict, testGrants(time.Now()), 1)
+	p := policy.Principal{SystemID: "enforcement-platform", Department: "enforcement"}
+	for _, mk := range []func(*countingLimiter) query.Decider{
+		func(l *countingLimiter) query.Decider { return EngineDecider{Engine: snap, Limiter: l} },
+		func(l *countingLimiter) query.Decider { return &EngineDecider{Engine: snap, Limiter: l} },
+	} {
+		lim := &countingLimiter{}
+		c := &Changes{Dict: dict, Policy: mk(lim)}
+		for range 10 {
+			if err := c.authority(context.Background(), p, "inspection", []string{"approval.permits"}, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := lim.n.Load(); n != 0 {
+			t.Fatalf("%T: 10 checks charged %d requests to the quota", c.Policy, n)
+		}
+		if n, err := c.notice(context.Background(), p, "inspection", permitInShijiazhuang); err != nil || n == nil {
+			t.Fatalf("notice: %v, %v", n, err)
+		}
+		if lim.n.Load() == 0 {
+			t.Fatalf("%T: a notice charged nothing: the limiter is not in use", c.Policy)
+		}
+	}
 }
 
 func TestWatchChangesRefuses(t *testing.T) {
