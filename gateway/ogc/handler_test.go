@@ -3,6 +3,8 @@ package ogc
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tongban/tongban/gateway/query"
+	"github.com/tongban/tongban/policy"
 )
 
 func TestLandingAndConformance(t *testing.T) {
@@ -507,5 +512,96 @@ func TestOGRInfo(t *testing.T) {
 			}
 			t.Logf("ogrinfo counted %d parcels through the façade", len(want))
 		})
+	}
+}
+
+// TestFeatureIDs: the feature id is the parcel code only for a caller that
+// may see the code unmasked; others get a stable opaque reference, and with
+// no reference key configured no id at all (never the masked code).
+func TestFeatureIDs(t *testing.T) {
+	refs, err := query.NewRecordRefs(refKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := itemsURL(url.Values{"bbox": {boxParam(cityBox)}, "limit": {"100"}})
+	ids := func(t *testing.T, e *env, token string) []featureDoc {
+		t.Helper()
+		r := e.get(t, token, items)
+		if r.status != http.StatusOK {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		var fc struct {
+			Features []featureDoc `json:"features"`
+		}
+		if err := json.Unmarshal(r.body, &fc); err != nil {
+			t.Fatal(err)
+		}
+		if len(fc.Features) == 0 {
+			t.Fatal("no features")
+		}
+		return fc.Features
+	}
+	e := newEnv(t)
+	want := expected(e.data, cityBox, "")
+	for _, f := range ids(t, e, tokApproval) {
+		if !want[fmt.Sprint(f.ID)] {
+			t.Errorf("approval bureau: feature id %v is not a parcel code of the box", f.ID)
+		}
+	}
+	for _, token := range []string{tokMasked, tokNoKey} {
+		t.Run(token, func(t *testing.T) {
+			first := ids(t, e, token)
+			second := ids(t, e, token)
+			seen := map[string]bool{}
+			var refsSeen []string
+			for _, f := range first {
+				id, _ := f.ID.(string)
+				if !strings.HasPrefix(id, query.RefPrefix) || want[id] || seen[id] {
+					t.Fatalf("feature id %q, want a unique opaque reference", id)
+				}
+				seen[id] = true
+				refsSeen = append(refsSeen, id)
+				if v, ok := f.Properties["parcel_id"]; ok && v != policy.Redacted {
+					t.Errorf("parcel_id property %v, want it redacted", v)
+				}
+			}
+			var again []string
+			for _, f := range second {
+				again = append(again, fmt.Sprint(f.ID))
+			}
+			if !slices.Equal(refsSeen, again) {
+				t.Errorf("references changed between requests")
+			}
+			// Each reference is the one of a parcel of the box.
+			byRef := map[string]bool{}
+			for code := range want {
+				byRef[refs.Ref("resources.parcels", code)] = true
+			}
+			for id := range seen {
+				if !byRef[id] {
+					t.Errorf("reference %s is not that of a parcel of the box", id)
+				}
+			}
+		})
+	}
+	// The masked caller still looks a parcel up by the code it holds; the
+	// answer names it by reference.
+	code := slices.Sorted(maps.Keys(want))[0]
+	r := e.get(t, tokMasked, "/ogc/collections/resources.parcels/items/"+code)
+	if r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if f := validateFeature(t, "feature", r.body, false); f.ID != refs.Ref("resources.parcels", code) {
+		t.Errorf("feature id %v, want the reference of %s", f.ID, code)
+	}
+
+	// No reference key: no id rather than the code or its mask.
+	bare := newEnvRefs(t, 1000, nil)
+	for _, token := range []string{tokMasked, tokNoKey} {
+		for _, f := range ids(t, bare, token) {
+			if f.ID != nil {
+				t.Errorf("%s: feature id %v, want none", token, f.ID)
+			}
+		}
 	}
 }

@@ -24,7 +24,7 @@ import (
 // Feature is a GeoJSON feature.
 type Feature struct {
 	Type       string         `json:"type"`
-	ID         string         `json:"id"`
+	ID         string         `json:"id,omitempty"`
 	Geometry   any            `json:"geometry"`
 	Properties map[string]any `json:"properties"`
 	Links      []Link         `json:"links,omitempty"`
@@ -215,7 +215,11 @@ func (h *Handler) serveFeature(w http.ResponseWriter, req *request, id, fid stri
 
 // feature turns a shaped record into a GeoJSON feature: the dataset's
 // geometry field (when the caller may see it) is the geometry, the other
-// fields are properties, and the record id is the feature id.
+// fields are properties, and the record id the pipeline released is the
+// feature id: the department's key where the caller may see it unmasked,
+// else an opaque reference (stable, but not a key GET .../items/{id}
+// accepts). A record released without an id takes its key field's value,
+// unless that is masked; failing both, the feature has no id.
 func feature(ds *datasets.Dataset, rec *v1.Record) Feature {
 	geo := geometryField(ds)
 	f := Feature{Type: "Feature", ID: rec.GetProvenance().GetRecordId(), Properties: map[string]any{}}
@@ -226,7 +230,7 @@ func feature(ds *datasets.Dataset, rec *v1.Record) Feature {
 		}
 		f.Properties[name] = v.AsInterface()
 	}
-	if f.ID == "" && len(ds.Keys) == 1 {
+	if f.ID == "" && len(ds.Keys) == 1 && !slices.Contains(rec.GetMaskedFields(), ds.Keys[0]) {
 		if v, ok := rec.GetFields().GetFields()[ds.Keys[0]]; ok {
 			f.ID = fmt.Sprint(v.AsInterface())
 		}

@@ -32,7 +32,12 @@ const (
 	tokPlanning = "planning-token"       // grant without the holder fields
 	tokSurvey   = "survey-token"         // grant without the geometry
 	tokStranger = "stranger-token"       // authenticated, no grant
+	tokMasked   = "masked-key-token"     // grant with the parcel code redacted
+	tokNoKey    = "no-key-token"         // grant without the parcel code
 )
+
+// refKey keys the opaque record references of the test pipeline.
+var refKey = []byte("0123456789abcdef0123456789abcdef")
 
 // cityBox is a part of central Shijiazhuang (jurisdiction 1301) holding
 // several dozen simulated parcels.
@@ -101,7 +106,15 @@ func grants(now time.Time) []*v1.Grant {
 	survey.Id = "test-survey-parcels"
 	survey.Consumer = &v1.Consumer{SystemId: "survey-office", Department: "survey"}
 	survey.Fields = []string{"parcel_id", "region_code", "land_use", "area_sqm"}
-	return append(gs, planning, survey)
+	masked := proto.Clone(parcels).(*v1.Grant)
+	masked.Id = "test-masked-key-parcels"
+	masked.Consumer = &v1.Consumer{SystemId: "masked-key-office", Department: "masked"}
+	masked.Masks = []*v1.FieldMask{{Field: "parcel_id", Mask: v1.MaskKind_MASK_KIND_REDACT}}
+	noKey := proto.Clone(parcels).(*v1.Grant)
+	noKey.Id = "test-no-key-parcels"
+	noKey.Consumer = &v1.Consumer{SystemId: "no-key-office", Department: "nokey"}
+	noKey.Fields = []string{"region_code", "land_use", "area_sqm", "geometry"}
+	return append(gs, planning, survey, masked, noKey)
 }
 
 // newEnv serves the simulated natural resources bureau, reads it through
@@ -114,6 +127,17 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, 1000) }
 // newEnvWith is newEnv with the connector's max_records setting set to
 // maxRecords (the demo's 5000 serves whole collections to GIS clients).
 func newEnvWith(t *testing.T, maxRecords int) *env {
+	t.Helper()
+	refs, err := query.NewRecordRefs(refKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnvRefs(t, maxRecords, refs)
+}
+
+// newEnvRefs is newEnvWith with the pipeline's record references given (nil:
+// no reference key configured).
+func newEnvRefs(t *testing.T, maxRecords int, refs *query.RecordRefs) *env {
 	t.Helper()
 	ctx := context.Background()
 	data := testData()
@@ -137,6 +161,8 @@ func newEnvWith(t *testing.T, maxRecords int) *env {
 		{TokenSHA256: auth.Digest(tokPlanning), Identity: auth.Identity{SystemID: "planning-office", Department: "planning", Region: "130100"}},
 		{TokenSHA256: auth.Digest(tokSurvey), Identity: auth.Identity{SystemID: "survey-office", Department: "survey", Region: "130100"}},
 		{TokenSHA256: auth.Digest(tokStranger), Identity: auth.Identity{SystemID: "stranger", Department: "elsewhere"}},
+		{TokenSHA256: auth.Digest(tokMasked), Identity: auth.Identity{SystemID: "masked-key-office", Department: "masked", Region: "130100"}},
+		{TokenSHA256: auth.Digest(tokNoKey), Identity: auth.Identity{SystemID: "no-key-office", Department: "nokey", Region: "130100"}},
 	})
 	h := &Handler{
 		Auth: authn,
@@ -146,6 +172,7 @@ func newEnvWith(t *testing.T, maxRecords int) *env {
 			Fetch:   cache.New(conn, cache.Options{MaxBytes: 64 << 20, MaxStale: time.Hour, NegativeTTL: time.Second}),
 			Record:  rec,
 			MaxPage: 100,
+			Refs:    refs,
 		},
 		Dict:           dict,
 		Policy:         decider,

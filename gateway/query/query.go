@@ -106,6 +106,12 @@ type Pipeline struct {
 	// dataset, consumer and outcome), registered at the first Run; nil
 	// records no metrics.
 	Registerer prometheus.Registerer
+	// Refs turns the department record id of each released record into
+	// what the caller may be told (see RecordRefs): the id where the
+	// caller may see the dataset's key fields of that record unmasked,
+	// otherwise an opaque reference. Nil omits the ids that may not be
+	// released.
+	Refs *RecordRefs
 
 	metricsOnce sync.Once
 	latency     *prometheus.HistogramVec
@@ -239,14 +245,23 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	}
 	// The fields a request selects by (keys and filter) are decided with
 	// the fields it asks for: selecting by a field the caller may not see,
-	// or may see only masked, would reveal its values.
+	// or may see only masked, would reveal its values. So are the
+	// dataset's key fields, whose values are the record ids in the
+	// provenance: an id is released only where its key fields could be.
 	sel := selectorFields(q)
 	decideFields := q.GetFields()
+	var keyOnly []string // key fields decided only for the record ids
 	if len(decideFields) > 0 {
 		decideFields = slices.Clone(decideFields)
 		for _, f := range sel {
 			if !slices.Contains(decideFields, f) {
 				decideFields = append(decideFields, f)
+			}
+		}
+		for _, f := range ds.Keys {
+			if !slices.Contains(decideFields, f) {
+				decideFields = append(decideFields, f)
+				keyOnly = append(keyOnly, f)
 			}
 		}
 	}
@@ -259,6 +274,11 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	})
 	if err == nil {
 		err = checkSelectors(ds, &dec, q, sel)
+	}
+	if err == nil && len(keyOnly) > 0 && slices.ContainsFunc(dec.Withheld, func(w policy.Withheld) bool { return slices.Contains(keyOnly, w.Field) }) {
+		// Not asked for, so not withheld from the answer: only the record
+		// ids are.
+		dec.Withheld = slices.DeleteFunc(slices.Clone(dec.Withheld), func(w policy.Withheld) bool { return slices.Contains(keyOnly, w.Field) })
 	}
 	if err != nil {
 		ex.Decision = DecisionDeny
@@ -275,12 +295,9 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		returned = slices.DeleteFunc(slices.Clone(dec.Fields), func(f string) bool { return !slices.Contains(q.GetFields(), f) })
 	}
 	if len(returned) == 0 {
-		// Only the selector fields were allowed: as without them, nothing
-		// asked for may be shown.
-		reason := policy.ReasonFieldNotGranted
-		if len(dec.Withheld) > 0 {
-			reason = dec.Withheld[0].Reason
-		}
+		// Only the selector or key fields were allowed: as without them,
+		// nothing asked for may be shown.
+		reason := mostSpecific(dec.Withheld)
 		err := apierr.Newf(codes.PermissionDenied, reason, "no active grant lets %s read %s fields [%s] for purpose %q",
 			r.Principal, ds.Name, strings.Join(q.GetFields(), " "), q.GetPurpose()).With("dataset", ds.Name).With("purpose", q.GetPurpose())
 		ex.Decision = DecisionDeny
@@ -318,10 +335,13 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	outside := 0
 	subjects := map[string]bool{}
 	for _, src := range res.Records {
-		rec, ok := sh.shape(src, res, now)
+		rec, hideID, ok := sh.shape(src, res, now)
 		if !ok {
 			outside++
 			continue
+		}
+		if hideID {
+			rec.Provenance.RecordId = p.Refs.Ref(ds.Name, src.GetId())
 		}
 		if ds.SubjectFld != "" {
 			if v := src.GetFields().GetFields()[ds.SubjectFld].GetStringValue(); v != "" {
@@ -370,6 +390,32 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	}
 	resp.Receipt = receipt
 	return resp, nil
+}
+
+// specificity orders the reasons a field is withheld as the policy engine
+// does when it denies a whole request: the most specific first.
+var specificity = []string{
+	policy.ReasonGrantExpired,
+	policy.ReasonGrantNotYetValid,
+	policy.ReasonPurposeNotCovered,
+	policy.ReasonFieldNotGranted,
+	policy.ReasonNoGrant,
+}
+
+// mostSpecific returns the most specific reason among withheld fields
+// (FIELD_NOT_GRANTED when there are none).
+func mostSpecific(withheld []policy.Withheld) string {
+	reason, rank := policy.ReasonFieldNotGranted, len(specificity)+1
+	for _, w := range withheld {
+		r := slices.Index(specificity, w.Reason)
+		if r < 0 {
+			r = len(specificity) // a reason this list does not know
+		}
+		if r < rank {
+			reason, rank = w.Reason, r
+		}
+	}
+	return reason
 }
 
 func (p *Pipeline) notFound(ctx context.Context, ex Exchange, ds *datasets.Dataset, q *v1.QueryRequest) error {
@@ -566,8 +612,11 @@ type shaping struct {
 // shape projects and masks one source record under the decision. It returns
 // false when the record lies outside the decision's jurisdiction, or when
 // the decision does not give, for the record's region, a field the query
-// selected it by (unmasked, for the fields in unmasked).
-func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (*v1.Record, bool) {
+// selected it by (unmasked, for the fields in unmasked). The provenance
+// carries the record's id only where the decision gives the dataset's key
+// fields unmasked for the record's region; otherwise it carries none and
+// hideID is true: the caller puts the id's opaque reference there.
+func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *v1.Record, hideID, ok bool) {
 	ds, dec := sh.ds, sh.dec
 	in := src.GetFields().GetFields()
 	region := ""
@@ -576,17 +625,21 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (*v1.R
 	}
 	fields := dec.FieldsFor(region)
 	if fields == nil {
-		return nil, false
+		return nil, false, false
 	}
 	for _, f := range sh.sel {
 		if !slices.Contains(fields, f) {
-			return nil, false
+			return nil, false, false
 		}
 	}
 	for _, f := range sh.unmasked {
 		if dec.MaskFor(region, f) != v1.MaskKind_MASK_KIND_UNSPECIFIED {
-			return nil, false
+			return nil, false, false
 		}
+	}
+	id := src.GetId()
+	if id != "" && !idVisible(dec, ds, region, fields) {
+		id, hideID = "", true
 	}
 	if len(sh.want) > 0 {
 		fields = slices.DeleteFunc(slices.Clone(fields), func(f string) bool { return !slices.Contains(sh.want, f) })
@@ -611,14 +664,14 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (*v1.R
 	prov := &v1.Provenance{
 		Department: ds.Department,
 		Dataset:    ds.Name,
-		RecordId:   src.GetId(),
+		RecordId:   id,
 		FetchedAt:  timestamppb.New(res.FetchedAt),
 		Delivery:   res.Delivery,
 	}
 	if res.Delivery != v1.Delivery_DELIVERY_LIVE && !res.FetchedAt.IsZero() {
 		prov.Age = durationpb.New(now.Sub(res.FetchedAt))
 	}
-	return &v1.Record{Fields: out, Provenance: prov, MaskedFields: masked}, true
+	return &v1.Record{Fields: out, Provenance: prov, MaskedFields: masked}, hideID, true
 }
 
 func requestSubjects(ds *datasets.Dataset, q *v1.QueryRequest) []string {
@@ -633,7 +686,8 @@ func requestSubjects(ds *datasets.Dataset, q *v1.QueryRequest) []string {
 }
 
 // digest is the SHA-256 of the released records in a canonical form: for
-// each record its provenance (department, dataset, record id, delivery),
+// each record its provenance (department, dataset, record id or reference
+// as released, delivery),
 // masked fields, and fields in sorted order, every string length-prefixed
 // and every value tagged with its JSON type. Two responses that release the
 // same data have the same digest, whatever their JSON key order.

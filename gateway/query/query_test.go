@@ -70,7 +70,7 @@ func licence(region string) *v1.SourceRecord {
 	return &v1.SourceRecord{Id: goodCode, Fields: f}
 }
 
-func newPipeline(t *testing.T, f *fakeFetcher, r *fakeRecorder) *Pipeline {
+func newPipeline(t testing.TB, f *fakeFetcher, r *fakeRecorder) *Pipeline {
 	t.Helper()
 	dict := datasets.Default()
 	now := time.Now()
