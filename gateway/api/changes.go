@@ -135,6 +135,10 @@ type Changes struct {
 	Hub    *ChangeHub
 	// Now is the decision clock (time.Now when nil).
 	Now func() time.Time
+	// Refs stands in for record ids the caller may not see (the query
+	// pipeline's references, so that notices and answers agree); nil
+	// omits such ids.
+	Refs *query.RecordRefs
 	// Heartbeat is the interval of SSE keep-alive comments (default 15s).
 	Heartbeat time.Duration
 	// RecheckInterval is how often an open stream checks that the caller
@@ -360,7 +364,7 @@ func (c *Changes) notice(ctx context.Context, p policy.Principal, purpose string
 	n := &v1.ChangeNotice{
 		Dataset:    ds.Name,
 		Department: ds.Department,
-		RecordId:   ev.GetRecordId(),
+		RecordId:   c.Refs.Release(&dec, ds, region, ev.GetRecordId()),
 		Op:         ev.GetOp(),
 		At:         ev.GetAt(),
 	}

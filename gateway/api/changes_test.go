@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -592,4 +593,44 @@ func TestHubEndsLaggingWatchers(t *testing.T) {
 		t.Fatal("not lagged after overflowing the buffer")
 	}
 	h.Notify(licence) // closing twice must not panic
+}
+
+// TestNoticeRecordIDs checks that a change notice carries the record id
+// only to a caller who may see the dataset's key field, and otherwise the
+// same opaque reference the query pipeline gives.
+func TestNoticeRecordIDs(t *testing.T) {
+	dict := datasets.Default()
+	grants := testGrants(time.Now())
+	for _, g := range grants {
+		if g.GetId() == "test-inspector-permits" {
+			keyless := proto.Clone(g).(*v1.Grant)
+			keyless.Id = "test-keyless-permits"
+			keyless.Consumer = &v1.Consumer{SystemId: "keyless-terminal", Department: "enforcement"}
+			keyless.Fields = []string{"region_code", "status"}
+			grants = append(grants, keyless)
+			break
+		}
+	}
+	refs, err := query.NewRecordRefs(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Changes{Dict: dict, Policy: EngineDecider{Engine: policy.Prepare(dict, grants, 1)}, Refs: refs}
+	ctx := context.Background()
+	id := permitInShijiazhuang.GetRecordId()
+	for system, want := range map[string]string{
+		"inspector-terminal": id,
+		"keyless-terminal":   refs.Ref("approval.permits", id),
+	} {
+		n, err := c.notice(ctx, policy.Principal{SystemID: system, Department: "enforcement"}, "inspection", permitInShijiazhuang)
+		if err != nil || n == nil {
+			t.Fatalf("%s: notice: %v, %v", system, n, err)
+		}
+		if n.GetRecordId() != want {
+			t.Errorf("%s: record id %q, want %q", system, n.GetRecordId(), want)
+		}
+		if _, ok := n.GetKeys()["permit_id"]; ok && system == "keyless-terminal" {
+			t.Errorf("%s: the notice reveals the permit id in its keys: %v", system, n.GetKeys())
+		}
+	}
 }

@@ -6,6 +6,8 @@ package app
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -276,7 +278,18 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	authn := auth.New(identities(cfg.Identities), auth.WithCertificates(identity.ParseIdentity),
 		auth.WithRateLimit(cfg.Server.RateLimit.PerSecond, cfg.Server.RateLimit.Burst))
 	decider := api.EngineDecider{Engine: a.Engine, Limiter: limiter}
-	pipeline := &query.Pipeline{Dict: a.Dict, Policy: decider, Fetch: a.Cache, Record: recorder, MaxPage: 100, Registerer: a.reg}
+	// Record ids a caller may not see are replaced by references keyed by
+	// a secret derived from the subject key (nodes that share the subject
+	// key file give the same references).
+	refKey, err := hkdf.Key(sha256.New, subjKey, nil, "tongban/record-ref/v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the record reference key: %w", err)
+	}
+	refs, err := query.NewRecordRefs(refKey)
+	if err != nil {
+		return nil, err
+	}
+	pipeline := &query.Pipeline{Dict: a.Dict, Policy: decider, Fetch: a.Cache, Record: recorder, MaxPage: 100, Registerer: a.reg, Refs: refs}
 
 	// With PostgreSQL the corrections queue lives beside the grants, one
 	// queue for every node; otherwise in this node's own SQLite file.
@@ -300,7 +313,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		Logger:      a.log.With("component", "autofill"),
 	}
 
-	changes := &api.Changes{Auth: authn, Dict: a.Dict, Policy: decider, Hub: hub, Logger: a.log.With("component", "changes")}
+	changes := &api.Changes{Auth: authn, Dict: a.Dict, Policy: decider, Hub: hub, Refs: refs, Logger: a.log.With("component", "changes")}
 	a.gateway = &api.Gateway{
 		Auth:       authn,
 		Dict:       a.Dict,
