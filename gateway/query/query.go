@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"maps"
 	"math"
 	"slices"
@@ -692,11 +691,13 @@ func requestSubjects(ds *datasets.Dataset, q *v1.QueryRequest) []string {
 // and every value tagged with its JSON type. Two responses that release the
 // same data have the same digest, whatever their JSON key order.
 func digest(records []*v1.Record) (string, error) {
-	h := sha256.New()
-	var buf []byte
+	bp := digestBufs.Get().(*[]byte)
+	defer digestBufs.Put(bp)
+	buf := (*bp)[:0]
+	var err error
 	for _, r := range records {
 		p := r.GetProvenance()
-		buf = append(buf[:0], 'R')
+		buf = append(buf, 'R')
 		buf = appendStr(buf, p.GetDepartment())
 		buf = appendStr(buf, p.GetDataset())
 		buf = appendStr(buf, p.GetRecordId())
@@ -704,13 +705,19 @@ func digest(records []*v1.Record) (string, error) {
 		for _, m := range r.GetMaskedFields() {
 			buf = appendStr(buf, m)
 		}
-		h.Write(buf)
-		if err := hashStruct(h, r.GetFields(), &buf); err != nil {
+		if buf, err = appendCanonStruct(buf, r.GetFields()); err != nil {
 			return "", err
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum := sha256.Sum256(buf)
+	if cap(buf) <= 1<<20 {
+		*bp = buf
+	}
+	return hex.EncodeToString(sum[:]), nil
 }
+
+// digestBufs holds the buffers digest builds the canonical form in.
+var digestBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // appendStr appends s, length-prefixed.
 func appendStr(b []byte, s string) []byte {
@@ -718,56 +725,53 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func hashStruct(h hash.Hash, st *structpb.Struct, buf *[]byte) error {
-	keys := make([]string, 0, len(st.GetFields()))
+// appendCanonStruct appends the canonical form of st: its fields in sorted
+// key order, each key length-prefixed and each value tagged.
+func appendCanonStruct(b []byte, st *structpb.Struct) ([]byte, error) {
+	var arr [32]string
+	keys := arr[:0]
 	for k := range st.GetFields() {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	*buf = binary.AppendUvarint(append((*buf)[:0], 'S'), uint64(len(keys)))
-	h.Write(*buf)
+	b = binary.AppendUvarint(append(b, 'S'), uint64(len(keys)))
+	var err error
 	for _, k := range keys {
-		*buf = appendStr((*buf)[:0], k)
-		h.Write(*buf)
-		if err := hashValue(h, st.GetFields()[k], buf); err != nil {
-			return err
+		b = appendStr(b, k)
+		if b, err = appendCanonValue(b, st.GetFields()[k]); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return b, nil
 }
 
-func hashValue(h hash.Hash, v *structpb.Value, buf *[]byte) error {
-	b := (*buf)[:0]
+func appendCanonValue(b []byte, v *structpb.Value) ([]byte, error) {
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_StringValue:
-		b = appendStr(append(b, 's'), k.StringValue)
+		return appendStr(append(b, 's'), k.StringValue), nil
 	case *structpb.Value_NumberValue:
-		b = binary.BigEndian.AppendUint64(append(b, 'n'), math.Float64bits(k.NumberValue))
+		return binary.BigEndian.AppendUint64(append(b, 'n'), math.Float64bits(k.NumberValue)), nil
 	case *structpb.Value_BoolValue:
-		b = append(b, 'b', 0)
 		if k.BoolValue {
-			b[len(b)-1] = 1
+			return append(b, 'b', 1), nil
 		}
+		return append(b, 'b', 0), nil
 	case *structpb.Value_NullValue, nil:
-		b = append(b, 'z')
+		return append(b, 'z'), nil
 	case *structpb.Value_StructValue:
-		*buf = b
-		return hashStruct(h, k.StructValue, buf)
+		return appendCanonStruct(b, k.StructValue)
 	case *structpb.Value_ListValue:
 		b = binary.AppendUvarint(append(b, 'l'), uint64(len(k.ListValue.GetValues())))
-		h.Write(b)
+		var err error
 		for _, e := range k.ListValue.GetValues() {
-			if err := hashValue(h, e, buf); err != nil {
-				return err
+			if b, err = appendCanonValue(b, e); err != nil {
+				return nil, err
 			}
 		}
-		return nil
+		return b, nil
 	default:
-		return fmt.Errorf("digesting a value of kind %T", k)
+		return nil, fmt.Errorf("digesting a value of kind %T", k)
 	}
-	*buf = b
-	h.Write(b)
-	return nil
 }
 
 func deliveryName(d v1.Delivery) string {
