@@ -142,10 +142,14 @@ type wireEntry struct {
 // encoding/json without HTML escaping). The same Entry always encodes to
 // the same bytes, and Decode accepts only bytes Encode could have written.
 func Encode(e Entry) ([]byte, error) {
+	return appendEntry(make([]byte, 0, 512), &e)
+}
+
+// appendEntry appends the canonical encoding of e (Encode) to b.
+func appendEntry(b []byte, e *Entry) ([]byte, error) {
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, 512)
 	b = append(b, EntryVersion, '{')
 	b = appendField(b, "consumer", e.Consumer)
 	b = appendField(b, "consumer_department", e.ConsumerDepartment)

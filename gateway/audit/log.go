@@ -498,17 +498,25 @@ func (l *Log) Append(ctx context.Context, data []byte) (Receipt, error) {
 
 // AppendEntry encodes e and appends it like Append.
 func (l *Log) AppendEntry(ctx context.Context, e Entry) (Receipt, error) {
-	data, err := Encode(e)
+	// Encode straight after room for the frame header.
+	frame, err := appendEntry(make([]byte, frameHeader, frameHeader+768), &e)
 	if err != nil {
 		return Receipt{}, fmt.Errorf("audit append: %w", err)
 	}
 	e.Version = EntryVersion
 	e.Time = e.Time.UTC()
 	e.Subjects = normSubjects(e.Subjects)
-	return l.append(ctx, data, &e)
+	return l.enqueue(ctx, frame, &e)
 }
 
 func (l *Log) append(ctx context.Context, data []byte, e *Entry) (Receipt, error) {
+	return l.enqueue(ctx, append(make([]byte, frameHeader, frameHeader+len(data)), data...), e)
+}
+
+// enqueue appends the entry e, framed in frame (whose header it fills in),
+// and waits for its commit.
+func (l *Log) enqueue(ctx context.Context, frame []byte, e *Entry) (Receipt, error) {
+	data := frame[frameHeader:]
 	if err := ctx.Err(); err != nil {
 		return Receipt{}, fmt.Errorf("audit append: %w", err)
 	}
@@ -521,8 +529,9 @@ func (l *Log) append(ctx context.Context, data []byte, e *Entry) (Receipt, error
 	if failed != nil {
 		return Receipt{}, fmt.Errorf("audit append: %w: %v", ErrFailed, failed)
 	}
+	putFrameHeader(frame)
 	req := &request{
-		frame: appendFrame(make([]byte, 0, frameHeader+len(data)), data),
+		frame: frame,
 		leaf:  merkle.HashLeaf(data),
 		entry: e,
 		done:  make(chan result, 1),

@@ -69,13 +69,20 @@ func (e *CorruptError) Error() string {
 // Is makes errors.Is(err, ErrCorrupt) true.
 func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
 
+// putFrameHeader fills in the header of frame, whose entry follows the
+// first frameHeader bytes.
+func putFrameHeader(frame []byte) {
+	data := frame[frameHeader:]
+	binary.BigEndian.PutUint32(frame[0:4], uint32(len(data)))
+	binary.BigEndian.PutUint32(frame[4:8], crc32.Checksum(data, crcTable))
+}
+
 // appendFrame appends the frame of data to dst.
 func appendFrame(dst, data []byte) []byte {
-	var h [frameHeader]byte
-	binary.BigEndian.PutUint32(h[0:4], uint32(len(data)))
-	binary.BigEndian.PutUint32(h[4:8], crc32.Checksum(data, crcTable))
-	dst = append(dst, h[:]...)
-	return append(dst, data...)
+	start := len(dst)
+	dst = append(append(dst, make([]byte, frameHeader)...), data...)
+	putFrameHeader(dst[start:])
+	return dst
 }
 
 // frameError says why the frame at the start of b is not valid, and
