@@ -98,6 +98,8 @@ func printBundle(w io.Writer, b *v1.AutofillBundleResponse) {
 // printFilledForm prints one filled form:
 //
 //	label: value  [department/dataset, live, masked, disputed]
+//	label: (unfilled: REASON)
+//	       what the reason means here (the response's unfilled_detail)
 func printFilledForm(w io.Writer, f *v1.AutofillResponse) {
 	fmt.Fprintf(w, "== %s (%s) ==\n", f.GetTitle(), f.GetForm())
 	fmt.Fprintf(w, "purpose: %s   legal basis: %s\n\n", f.GetPurpose(), f.GetLegalBasis())
@@ -130,6 +132,9 @@ func printFilledForm(w io.Writer, f *v1.AutofillResponse) {
 			line += "  [disputed]"
 		}
 		fmt.Fprintln(w, line)
+		if d := fd.GetUnfilledDetail(); d != "" {
+			fmt.Fprintf(w, "    %s   %s\n", strings.Repeat(" ", width), d)
+		}
 		for i, v := range fd.GetConflictingValues() {
 			src := ""
 			if i < len(fd.GetConflictingSources()) {
@@ -147,6 +152,9 @@ func printFilledForm(w io.Writer, f *v1.AutofillResponse) {
 				fmt.Fprintf(w, "  [x] %s — not needed: %s/%s record %s\n", m.GetName(), p.GetDepartment(), p.GetDataset(), p.GetRecordId())
 			} else {
 				fmt.Fprintf(w, "  [ ] %s — hand in (%s)\n", m.GetName(), m.GetReason())
+				if d := m.GetDetail(); d != "" {
+					fmt.Fprintf(w, "        %s\n", d)
+				}
 			}
 		}
 	}

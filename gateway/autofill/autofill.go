@@ -23,6 +23,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -224,6 +225,7 @@ type fetched struct {
 type decided struct {
 	dec    policy.Decision
 	reason string // set when denied
+	detail string // the denial's safe message, when denied
 }
 
 // fill runs the whole auto-fill of forms and, when record is set, writes
@@ -249,7 +251,7 @@ func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record b
 				if !ok {
 					return nil, nil, err
 				}
-				d.reason = reason
+				d.reason, d.detail = reason, denyDetail(r.Principal, ds, f.Purpose, err)
 			} else {
 				d.dec = dec
 			}
@@ -335,6 +337,38 @@ func denyReason(err error) (string, bool) {
 		return ReasonQuotaExceeded, true
 	}
 	return "", false
+}
+
+// denyDetail is the detail of a denial of dataset to p under purpose. A
+// denial of grants says so in one line per dataset, with why when the
+// policy tells (a grant for another purpose, expired, not yet valid); any
+// other denial (quota, dataset not shared) gives the policy's message,
+// which is safe to show to the caller.
+func denyDetail(p policy.Principal, dataset, purpose string, err error) string {
+	if apierr.CodeOf(err) == codes.PermissionDenied {
+		why := ""
+		switch apierr.ReasonOf(err) {
+		case policy.ReasonPurposeNotCovered:
+			why = " (it is granted only for other purposes)"
+		case policy.ReasonGrantExpired:
+			why = " (the grant covering it has expired)"
+		case policy.ReasonGrantNotYetValid:
+			why = " (the grant covering it is not yet valid)"
+		case policy.ReasonNoGrant, policy.ReasonFieldNotGranted:
+		default:
+			return policyMessage(dataset, err)
+		}
+		return fmt.Sprintf("no active grant lets %s read %s for purpose %q%s", p, dataset, purpose, why)
+	}
+	return policyMessage(dataset, err)
+}
+
+func policyMessage(dataset string, err error) string {
+	var e *apierr.Error
+	if errors.As(err, &e) && e.Msg != "" {
+		return e.Msg
+	}
+	return "the policy refuses " + dataset + " for this form's purpose"
 }
 
 // formDatasets returns the datasets of a form's sources, sorted.
@@ -523,7 +557,8 @@ type formRun struct {
 	sources map[string]*chosen
 }
 
-// chosen is the record a source settled on, or why there is none.
+// chosen is the record a source settled on, or why there is none (reason,
+// and detail for people).
 type chosen struct {
 	ds     *datasets.Dataset
 	dec    *policy.Decision
@@ -531,6 +566,7 @@ type chosen struct {
 	region string
 	prov   *v1.Provenance
 	reason string
+	detail string
 }
 
 func (fr *formRun) run() *v1.AutofillResponse {
@@ -570,19 +606,25 @@ func (fr *formRun) source(name string) *chosen {
 	fr.sources[name] = c
 	d := fr.decisions[s.Dataset]
 	if d.reason != "" {
-		c.reason = d.reason
+		c.reason, c.detail = d.reason, d.detail
 		return c
 	}
 	c.dec = &d.dec
 	if dataset, f := staticBlock(fr.f, fr.decisions, s); f != "" {
-		return fr.cannotSelect(c, dataset, f)
+		dec := c.dec
+		if dataset != s.Dataset {
+			dec = &fr.decisions[dataset].dec
+		}
+		return fr.cannotSelect(c, s, dataset, f, grantWording(dec.Fields, dec.Masks[f], f))
 	}
 	got := fr.fetched[lookup{s.Dataset, s.By}]
 	if got.err != nil {
 		if apierr.CodeOf(got.err) == codes.NotFound {
 			c.reason = ReasonNotFound
+			c.detail = fmt.Sprintf("department %s holds no %s record of the applicant", ds.Department, ds.Name)
 		} else {
 			c.reason = ReasonDepartmentUnavailable
+			c.detail = fmt.Sprintf("department %s did not answer the lookup of %s; the rest of the form is still filled", ds.Department, ds.Name)
 		}
 		return c
 	}
@@ -593,7 +635,7 @@ func (fr *formRun) source(name string) *chosen {
 		ref := s.Matches[k]
 		other := fr.source(ref.Source)
 		if other.rec != nil && !releasedUnmasked(other.dec, other.region, ref.Field) {
-			return fr.cannotSelect(c, other.ds.Name, ref.Field)
+			return fr.cannotSelect(c, s, other.ds.Name, ref.Field, "the grant does not release unmasked for the region of that record")
 		}
 	}
 	// Records are chosen only by what the caller may see of each: first
@@ -646,14 +688,18 @@ func (fr *formRun) source(name string) *chosen {
 	case len(admitted) > 0:
 	case blocked != "":
 		// Records the caller may not choose among could be the one.
-		return fr.cannotSelect(c, ds.Name, blocked)
+		return fr.cannotSelect(c, s, ds.Name, blocked, "the grant does not release unmasked for the regions of the applicant's records")
 	case outside > 0:
 		// The record may be one outside the jurisdiction; whether it
-		// would match is not the caller's to know.
+		// would match is not the caller's to know, so the detail does not
+		// say whether one would.
 		c.reason = ReasonOutsideJurisdiction
+		c.detail = fmt.Sprintf("department %s holds %s records of the applicant outside the grant's jurisdiction%s, and none within it qualifies",
+			ds.Department, ds.Name, jurisdictionText(c.dec.Jurisdiction))
 		return c
 	default:
 		c.reason = ReasonNotFound
+		c.detail = notFoundDetail(ds, s)
 		return c
 	}
 	slices.SortStableFunc(admitted, func(a, b *v1.SourceRecord) int {
@@ -681,13 +727,57 @@ func (fr *formRun) source(name string) *chosen {
 	return c
 }
 
-// cannotSelect settles c as unable to choose a record because the grant
-// does not release field of dataset unmasked; the field is recorded as
+// cannotSelect settles c, the record of source s, as unable to be chosen
+// because the grant does not release field of dataset as the choice needs;
+// why completes the detail ("which " + why). The field is recorded as
 // withheld.
-func (fr *formRun) cannotSelect(c *chosen, dataset, field string) *chosen {
+func (fr *formRun) cannotSelect(c *chosen, s *forms.Source, dataset, field, why string) *chosen {
 	c.reason = ReasonSelectorNotGranted
+	by := field
+	if dataset != s.Dataset {
+		by = "matching " + dataset + "." + field
+	}
+	c.detail = fmt.Sprintf("%s is chosen by %s, which %s", s.Dataset, by, why)
 	fr.audit.withhold(dataset + "." + field)
 	return c
+}
+
+// grantWording says how a decision that releases fields with masks falls
+// short for field, whose mask is mask: not released at all, or masked.
+func grantWording(fields []string, mask v1.MaskKind, field string) string {
+	if !slices.Contains(fields, field) {
+		return "the grant does not release"
+	}
+	if mask != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+		return "the grant releases only masked"
+	}
+	return "the grant does not release unmasked"
+}
+
+// jurisdictionText is " (1301, 1302)" for a decision's jurisdiction, or ""
+// when it admits every region. Grants and their jurisdictions are public
+// (the catalogue lists them).
+func jurisdictionText(prefixes []string) string {
+	if len(prefixes) == 0 || slices.Contains(prefixes, "") {
+		return ""
+	}
+	return " (" + strings.Join(prefixes, ", ") + ")"
+}
+
+// notFoundDetail says that no record of dataset ds found for the applicant
+// meets source s's conditions. The conditions are the template's, and the
+// fields they read are released unmasked, or the source would have been
+// blocked.
+func notFoundDetail(ds *datasets.Dataset, s *forms.Source) string {
+	conds := slices.Sorted(maps.Keys(s.Where))
+	for _, k := range slices.Sorted(maps.Keys(s.Matches)) {
+		conds = appendUnique(conds, k)
+	}
+	if len(conds) == 0 {
+		return fmt.Sprintf("department %s holds no %s record of the applicant", ds.Department, ds.Name)
+	}
+	return fmt.Sprintf("no %s record of the applicant within the grant's jurisdiction meets the form's conditions on %s",
+		ds.Name, strings.Join(conds, ", "))
 }
 
 // selector is a field a source chooses records by.
@@ -786,6 +876,7 @@ type value struct {
 	ref    forms.Ref
 	ds     string
 	reason string
+	detail string // for people, with reason
 }
 
 func (v value) ok() bool { return v.reason == "" }
@@ -797,22 +888,31 @@ func (fr *formRun) read(ref forms.Ref, ts []*forms.Transform) value {
 	c := fr.source(ref.Source)
 	out := value{ref: ref, ds: c.ds.Name}
 	if c.rec == nil {
-		out.reason = c.reason
+		out.reason, out.detail = c.reason, c.detail
 		return out
 	}
+	name := c.ds.Name + "." + ref.Field
 	if !slices.Contains(c.dec.FieldsFor(c.region), ref.Field) {
 		out.reason = ReasonFieldNotGranted
+		out.detail = "the grant does not release " + name
+		if slices.Contains(c.dec.Fields, ref.Field) {
+			out.detail += " for the region of the chosen record"
+		}
 		return out
 	}
 	out.prov = c.prov
 	raw := c.rec.GetFields().GetFields()[ref.Field].AsInterface()
 	tv, err := forms.ApplyAll(ts, raw)
 	if err != nil {
+		// The transform's error is not shown: it may quote the value,
+		// which the grant may release only masked.
 		out.reason = ReasonTransformFailed
+		out.detail = "the department's value of " + name + " could not be transformed as the form template says"
 		return out
 	}
 	if forms.IsEmpty(tv) {
 		out.reason = ReasonNotFound
+		out.detail = "the chosen " + c.ds.Name + " record has no value for " + ref.Field
 		return out
 	}
 	out.cmp = forms.Text(tv)
@@ -843,6 +943,8 @@ func (fr *formRun) field(fd *forms.Field) *v1.FilledField {
 			switch {
 			case got.ok() && other.ok() && got.cmp != other.cmp:
 				out.UnfilledReason = ReasonSourcesDisagree
+				out.UnfilledDetail = fmt.Sprintf("%s.%s and %s.%s differ; both values are listed",
+					got.ds, got.ref.Field, other.ds, other.ref.Field)
 				out.ConflictingValues = []*structpb.Value{toValue(got.v), toValue(other.v)}
 				out.ConflictingSources = []*v1.Provenance{got.prov, other.prov}
 				fr.audit.release(got.ds + "." + got.ref.Field)
@@ -855,7 +957,7 @@ func (fr *formRun) field(fd *forms.Field) *v1.FilledField {
 		}
 	}
 	if !got.ok() {
-		out.UnfilledReason = got.reason
+		out.UnfilledReason, out.UnfilledDetail = got.reason, got.detail
 		if got.reason == ReasonNoGrant || got.reason == ReasonFieldNotGranted {
 			fr.audit.withhold(got.ds + "." + got.ref.Field)
 		}
@@ -896,7 +998,13 @@ func (fr *formRun) concat(fd *forms.Field) value {
 		released = append(released, v.ds+"."+ref.Field)
 	}
 	if len(parts) == 0 {
+		names := make([]string, len(fd.Parts))
+		for i, ref := range fd.Parts {
+			s, _ := fr.f.Source(ref.Source)
+			names[i] = s.Dataset + "." + ref.Field
+		}
 		first.reason = ReasonNotFound
+		first.detail = "the chosen records have no value for any of " + strings.Join(names, ", ")
 		return first
 	}
 	// Only a field that is filled releases its parts.
@@ -926,11 +1034,12 @@ func (fr *formRun) material(m *forms.Material) *v1.MaterialStatus {
 	out := &v1.MaterialStatus{Name: m.Name}
 	if m.SatisfiedBy == nil {
 		out.Reason = ReasonNoSource
+		out.Detail = "no department holds this material; the applicant hands it in"
 		return out
 	}
 	c := fr.source(m.SatisfiedBy.Source)
 	if c.rec == nil {
-		out.Reason = c.reason
+		out.Reason, out.Detail = c.reason, c.detail
 		return out
 	}
 	fields := c.rec.GetFields().GetFields()
@@ -940,13 +1049,21 @@ func (fr *formRun) material(m *forms.Material) *v1.MaterialStatus {
 		// must give the field, unmasked.
 		if !slices.Contains(allowed, k) || c.dec.MaskFor(c.region, k) != v1.MaskKind_MASK_KIND_UNSPECIFIED {
 			out.Reason = ReasonFieldNotGranted
+			out.Detail = fmt.Sprintf("whether the %s record serves depends on %s, which %s",
+				c.ds.Name, k, grantWording(allowed, c.dec.MaskFor(c.region, k), k))
+			if slices.Contains(c.dec.Fields, k) && c.dec.Masks[k] == v1.MaskKind_MASK_KIND_UNSPECIFIED {
+				out.Detail += " for the region of that record" // released unmasked elsewhere
+			}
 			fr.audit.withhold(c.ds.Name + "." + k)
 			return out
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(m.SatisfiedBy.Where)) {
-		if !slices.Contains(m.SatisfiedBy.Where[k], forms.Text(fields[k].AsInterface())) {
+		if want := m.SatisfiedBy.Where[k]; !slices.Contains(want, forms.Text(fields[k].AsInterface())) {
+			// The field is released unmasked (checked above); the
+			// detail quotes only the template's condition.
 			out.Reason = ReasonConditionNotMet
+			out.Detail = fmt.Sprintf("the %s record's %s is not %s", c.ds.Name, k, strings.Join(want, " or "))
 			out.Provenance = c.prov
 			return out
 		}

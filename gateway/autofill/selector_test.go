@@ -120,9 +120,14 @@ func TestSourceSelectorNeedsTheField(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The detail names the selector field (the audit record's
+			// name of it, less its dataset when it is the source's own).
+			selField := tc.withheld[strings.LastIndex(tc.withheld, ".")+1:]
 			for _, name := range tc.fields {
 				if f := fieldOf(t, resp, name); f.GetFilled() || f.GetUnfilledReason() != ReasonSelectorNotGranted {
 					t.Errorf("%s: filled %v (%v) reason %q, want SELECTOR_NOT_GRANTED", name, f.GetFilled(), f.GetValue().AsInterface(), f.GetUnfilledReason())
+				} else if d := f.GetUnfilledDetail(); !strings.Contains(d, " chosen by ") || !strings.Contains(d, selField) {
+					t.Errorf("%s: detail %q does not name the selector %s", name, d, tc.withheld)
 				}
 			}
 			for _, name := range tc.materials {

@@ -254,14 +254,23 @@ type FilledField struct {
 	Masked     bool                   `protobuf:"varint,7,opt,name=masked,proto3" json:"masked,omitempty"`
 	// Set when someone disputed the value; the value is not overwritten.
 	Disputed bool `protobuf:"varint,8,opt,name=disputed,proto3" json:"disputed,omitempty"`
-	// Why the field is empty: "NO_GRANT", "DEPARTMENT_UNAVAILABLE",
-	// "NOT_FOUND", "SOURCES_DISAGREE", "FIELD_NOT_GRANTED".
+	// Why the field is empty, a stable machine-readable reason: "NO_GRANT",
+	// "FIELD_NOT_GRANTED", "SELECTOR_NOT_GRANTED" (the source chooses its
+	// record by a field the grant does not release unmasked),
+	// "OUTSIDE_JURISDICTION", "QUOTA_EXCEEDED", "DEPARTMENT_UNAVAILABLE",
+	// "NOT_FOUND", "SOURCES_DISAGREE", "TRANSFORM_FAILED".
 	UnfilledReason string `protobuf:"bytes,9,opt,name=unfilled_reason,json=unfilledReason,proto3" json:"unfilled_reason,omitempty"`
 	// Candidate values when sources disagree.
 	ConflictingValues  []*structpb.Value `protobuf:"bytes,10,rep,name=conflicting_values,json=conflictingValues,proto3" json:"conflicting_values,omitempty"`
 	ConflictingSources []*Provenance     `protobuf:"bytes,11,rep,name=conflicting_sources,json=conflictingSources,proto3" json:"conflicting_sources,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// What unfilled_reason means for this field, for people (the clerk or
+	// the applicant), e.g. "approval.permits is chosen by decided_on, which
+	// the grant does not release unmasked". It names datasets, fields and
+	// departments, never a value the caller may not see. Its wording may
+	// change; match on unfilled_reason.
+	UnfilledDetail string `protobuf:"bytes,12,opt,name=unfilled_detail,json=unfilledDetail,proto3" json:"unfilled_detail,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FilledField) Reset() {
@@ -371,14 +380,27 @@ func (x *FilledField) GetConflictingSources() []*Provenance {
 	return nil
 }
 
+func (x *FilledField) GetUnfilledDetail() string {
+	if x != nil {
+		return x.UnfilledDetail
+	}
+	return ""
+}
+
 // MaterialStatus says whether a document the applicant would otherwise hand
 // in is satisfied by a department record.
 type MaterialStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Satisfied     bool                   `protobuf:"varint,2,opt,name=satisfied,proto3" json:"satisfied,omitempty"`
-	Provenance    *Provenance            `protobuf:"bytes,3,opt,name=provenance,proto3" json:"provenance,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Satisfied  bool                   `protobuf:"varint,2,opt,name=satisfied,proto3" json:"satisfied,omitempty"`
+	Provenance *Provenance            `protobuf:"bytes,3,opt,name=provenance,proto3" json:"provenance,omitempty"`
+	// Why the material is not satisfied: "NO_SOURCE" (no department holds
+	// it; the applicant hands it in), "CONDITION_NOT_MET", or a reason of
+	// FilledField.unfilled_reason concerning its source.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What reason means for this material, for people, like
+	// FilledField.unfilled_detail: never a value the caller may not see.
+	Detail        string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +459,13 @@ func (x *MaterialStatus) GetProvenance() *Provenance {
 func (x *MaterialStatus) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *MaterialStatus) GetDetail() string {
+	if x != nil {
+		return x.Detail
 	}
 	return ""
 }
@@ -1107,7 +1136,7 @@ const file_tongban_v1_forms_proto_rawDesc = "" +
 	"\abundles\x18\x02 \x03(\v2\x17.tongban.v1.FormSummaryR\abundles\"H\n" +
 	"\x0fAutofillRequest\x12\x12\n" +
 	"\x04form\x18\x01 \x01(\tR\x04form\x12!\n" +
-	"\fapplicant_id\x18\x02 \x01(\tR\vapplicantId\"\xbe\x03\n" +
+	"\fapplicant_id\x18\x02 \x01(\tR\vapplicantId\"\xe7\x03\n" +
 	"\vFilledField\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05label\x18\x02 \x01(\tR\x05label\x12\x1a\n" +
@@ -1122,14 +1151,16 @@ const file_tongban_v1_forms_proto_rawDesc = "" +
 	"\x0funfilled_reason\x18\t \x01(\tR\x0eunfilledReason\x12E\n" +
 	"\x12conflicting_values\x18\n" +
 	" \x03(\v2\x16.google.protobuf.ValueR\x11conflictingValues\x12G\n" +
-	"\x13conflicting_sources\x18\v \x03(\v2\x16.tongban.v1.ProvenanceR\x12conflictingSources\"\x92\x01\n" +
+	"\x13conflicting_sources\x18\v \x03(\v2\x16.tongban.v1.ProvenanceR\x12conflictingSources\x12'\n" +
+	"\x0funfilled_detail\x18\f \x01(\tR\x0eunfilledDetail\"\xaa\x01\n" +
 	"\x0eMaterialStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tsatisfied\x18\x02 \x01(\bR\tsatisfied\x126\n" +
 	"\n" +
 	"provenance\x18\x03 \x01(\v2\x16.tongban.v1.ProvenanceR\n" +
 	"provenance\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xb3\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\"\xb3\x01\n" +
 	"\x0fAutofillSummary\x12#\n" +
 	"\rfields_filled\x18\x01 \x01(\rR\ffieldsFilled\x12!\n" +
 	"\ffields_total\x18\x02 \x01(\rR\vfieldsTotal\x12/\n" +
