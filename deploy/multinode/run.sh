@@ -13,7 +13,11 @@
 #   2. a query served live by node A, then by node B from the shared Redis
 #      tier (delivery cache);
 #   3. a revocation made on node B honoured by node A within a second;
-#   4. /readyz of both nodes with redis and kafka ok, and each node's own
+#   4. a correction (校核纠错) raised on node A, listed, shown disputed and
+#      resolved on node B, refused a second resolution on node A (one queue
+#      in PostgreSQL); then node A and node B resolving one correction at
+#      the same time, of which exactly one succeeds;
+#   5. /readyz of both nodes with redis and kafka ok, and each node's own
 #      signed audit checkpoint.
 #
 # Every process it starts is stopped on exit. It exits non-zero if any step
@@ -304,8 +308,8 @@ audit:
   export_cursor_file: $dir/audit-export.cursor
   checkpoint_every: 1000
   checkpoint_interval: 2s
-forms:
-  corrections_path: $dir/corrections.db
+# forms.corrections_path is unused: the correction queue is the table
+# "corrections" in PostgreSQL, shared by both nodes.
 cache:
   max_bytes: 67108864
   redis:
@@ -438,9 +442,64 @@ show "${QUERY//\$NODE_X/\$NODE_B}" || true
 grep -q '^HTTP 403' <<<"$OUT" || die "query on node-b after revocation: want HTTP 403"
 ok "node-b: HTTP 403 $(field reason)"
 
-# ---------------------------------------------------------------- 4. readiness, audit
+# ---------------------------------------------------------------- 4. corrections
 
-step "4. readiness and the per-node audit logs"
+step "4. corrections: raised on node-a, seen and resolved on node-b (one queue in PostgreSQL)"
+# The enterprise register grant (step 1) is still active: the approval
+# bureau disputes the number of employees the register holds.
+CURL="curl -s -w '\\nHTTP %{http_code}\\n'"
+raise() { # raise NODE FIELD VALUE: files a correction through NODE; sets CORR
+	show "$CURL -H \"Authorization: Bearer \$APPROVAL_TOKEN\" -X POST \$$1/v1/corrections \\
+    -d '{\"form\": \"business_registration_change\", \"applicant_id\": \"$SAMPLE_CREDIT_CODE\", \"field\": \"$2\", \"proposed_value\": \"$3\"}'" ||
+		die "raising a correction on $1 failed"
+	grep -q '^HTTP 200' <<<"$OUT" || die "raising a correction on $1: want HTTP 200"
+	CORR=$(field id)
+	[ -n "$CORR" ] && [ "$(field state)" = open ] || die "no open correction in the answer of $1"
+}
+raise NODE_A employees 58
+ok "node-a queued $CORR to department $(field department): $(field dataset) record $(field record_id), value $(field current_value) disputed"
+show "$CURL -H \"Authorization: Bearer \$AUDITOR_TOKEN\" \"\$NODE_B/v1/corrections?state=open\"" || die "listing corrections on node-b failed"
+grep -q '^HTTP 200' <<<"$OUT" || die "listing corrections on node-b: want HTTP 200"
+grep -q "\"$CORR\"" <<<"$OUT" || die "node-b does not list correction $CORR raised on node-a"
+ok "node-b lists $CORR (read by auditor-sun)"
+show "$TB autofill business_registration_change --url \$NODE_B --token \$APPROVAL_TOKEN --applicant $SAMPLE_CREDIT_CODE" ||
+	die "auto-fill on node-b failed"
+grep -Eq '从业人数.*disputed' <<<"$OUT" || die "node-b does not show the employees field disputed"
+ok "node-b's auto-fill shows the field disputed, with the department's value (the licence fields say why they are empty: step 3 revoked that grant)"
+show "$CURL -H \"Authorization: Bearer \$ADMIN_ZHAO_TOKEN\" -X POST \$NODE_B/v1/corrections/$CORR:resolve -d '{}'" ||
+	die "resolving $CORR on node-b failed"
+grep -q '^HTTP 200' <<<"$OUT" && [ "$(field state)" = resolved ] || die "node-b did not resolve $CORR"
+ok "node-b resolved $CORR (admin-zhao)"
+show "$CURL -H \"Authorization: Bearer \$ADMIN_LI_TOKEN\" -X POST \$NODE_A/v1/corrections/$CORR:resolve -d '{}'" || true
+grep -q '^HTTP 400' <<<"$OUT" || die "node-a resolved $CORR again: want HTTP 400"
+ok "node-a: HTTP 400 $(field reason): node-a sees node-b's resolution"
+
+# Both nodes resolve one correction at the same moment: the conditional
+# UPDATE lets exactly one through, and only that node records a resolution
+# in its audit log.
+raise NODE_B industry 餐饮业
+info "node-a and node-b resolve $CORR at the same time:"
+racers=()
+for n in A B; do
+	url_var="NODE_$n"
+	curl -s --max-time 10 -o "$WORK/resolve-$n.json" -w '%{http_code}' -H "Authorization: Bearer $ADMIN_LI_TOKEN" -X POST \
+		"${!url_var}/v1/corrections/$CORR:resolve" -d '{}' >"$WORK/resolve-$n.code" &
+	racers+=("$!")
+done
+wait "${racers[@]}" || true # the codes say what happened
+codes="$(cat "$WORK/resolve-A.code") $(cat "$WORK/resolve-B.code")"
+for n in A B; do
+	OUT=$(cat "$WORK/resolve-$n.json")
+	info "node-$n: HTTP $(cat "$WORK/resolve-$n.code")  $(field state)$(field reason)"
+done
+case "$codes" in
+"200 400" | "400 200") ok "exactly one node resolved $CORR; the other got HTTP 400 FAILED_PRECONDITION" ;;
+*) die "racing resolutions of $CORR answered HTTP $codes, want one 200 and one 400" ;;
+esac
+
+# ---------------------------------------------------------------- 5. readiness, audit
+
+step "5. readiness and the per-node audit logs"
 for n in A B; do
 	url_var="NODE_$n"
 	show "curl -s \$NODE_$n/readyz" || die "readyz of node-$n failed"

@@ -160,8 +160,15 @@ func (e *Engine) ListCorrections(ctx context.Context, f Filter) ([]*v1.Correctio
 
 // ResolveCorrection marks a correction resolved once its department has
 // dealt with it. Only the department's own systems (p.Department equal to
-// the correction's department) or a principal with role "admin" may. The
-// resolution is recorded in the audit log.
+// the correction's department) or a principal with role "admin" may.
+//
+// The resolution is recorded in the audit log inside the store's
+// resolution, after the correction is marked resolved and before that is
+// committed (see Store.Resolve): a resolution that cannot be recorded does
+// not take effect (fail closed), and a resolution that does not take
+// effect — the correction is unknown, or resolved already, say by another
+// gateway node racing this one — is not recorded as one. The one window
+// left is a commit that fails after the record was appended; it is logged.
 func (e *Engine) ResolveCorrection(ctx context.Context, p policy.Principal, requestID, id string) (*v1.Correction, error) {
 	if e.Corrections == nil {
 		return nil, errNoCorrections
@@ -195,25 +202,34 @@ func (e *Engine) ResolveCorrection(ctx context.Context, p policy.Principal, requ
 	if by == "" {
 		by = "department " + p.Department
 	}
-	// The record's digest commits to the correction as resolved.
-	after := *c
-	after.State = StateResolved
-	digest, err := correctionDigest(&after)
+	var receipt *v1.Receipt
+	res, err := e.Corrections.Resolve(ctx, id, by, now, func(after *Correction) error {
+		// The record's digest commits to the correction as resolved.
+		digest, err := correctionDigest(after)
+		if err != nil {
+			return err
+		}
+		receipt, err = e.Record.RecordExchange(ctx, query.Exchange{
+			Time: now, RequestID: requestID, Kind: KindCorrection,
+			Consumer: p.SystemID, ConsumerDepartment: p.Department,
+			Dataset: after.Dataset, Department: after.Department, Subjects: []string{after.ApplicantID},
+			ResponseDigest: digest,
+		})
+		if err != nil {
+			return apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable,
+				"the resolution could not be recorded in the audit log, so it was refused").WithCause(err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, err
-	}
-	if _, err := e.Record.RecordExchange(ctx, query.Exchange{
-		Time: now, RequestID: requestID, Kind: KindCorrection,
-		Consumer: p.SystemID, ConsumerDepartment: p.Department,
-		Dataset: c.Dataset, Department: c.Department, Subjects: []string{c.ApplicantID},
-		ResponseDigest: digest,
-	}); err != nil {
-		return nil, apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable,
-			"the resolution could not be recorded in the audit log, so it was refused").WithCause(err)
-	}
-	res, err := e.Corrections.Resolve(ctx, id, by, now)
-	if err != nil {
-		return nil, err
+		if receipt != nil {
+			// Recorded, but the store did not confirm the change (a
+			// failed commit, whose outcome may be unknown): the log says
+			// resolved and the queue may not. Say so loudly.
+			e.logger().ErrorContext(ctx, "correction resolution recorded in the audit log but not confirmed by the store",
+				"correction", id, "audit_node", receipt.GetNode(), "audit_entry", receipt.GetLeafIndex(), "err", err)
+		}
+		return nil, err // the store's errors say what it was doing
 	}
 	return res.Proto(), nil
 }

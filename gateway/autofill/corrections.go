@@ -92,9 +92,21 @@ type Store interface {
 	// List returns the corrections matching f, oldest first (by RaisedAt,
 	// then ID).
 	List(ctx context.Context, f Filter) ([]*Correction, error)
-	// Resolve marks an open correction resolved. It fails with NotFound
-	// for an unknown id and FailedPrecondition for one already resolved.
-	Resolve(ctx context.Context, id, by string, at time.Time) (*Correction, error)
+	// Resolve marks an open correction resolved and returns it as
+	// resolved. It fails with NotFound for an unknown id and
+	// FailedPrecondition for one already resolved.
+	//
+	// record, when not nil, is called with the correction as resolved
+	// after the change is made and before it is committed, while no other
+	// resolution of the correction can commit (a row lock, a write
+	// transaction, a mutex); the change is committed only when record
+	// returns nil. When it fails, nothing changes and Resolve returns its
+	// error unchanged. So of several callers racing to resolve one
+	// correction, record runs only for the one that resolves it (or, if
+	// that one's record fails, for the next), and never for a call that
+	// fails with NotFound or FailedPrecondition. ResolveCorrection appends
+	// the audit record there.
+	Resolve(ctx context.Context, id, by string, at time.Time, record func(*Correction) error) (*Correction, error)
 	// Counts returns the open and resolved counts per department, ordered
 	// by department.
 	Counts(ctx context.Context) ([]Count, error)
@@ -148,8 +160,8 @@ func (m *MemoryStore) List(_ context.Context, f Filter) ([]*Correction, error) {
 	return out, nil
 }
 
-// Resolve implements Store.
-func (m *MemoryStore) Resolve(_ context.Context, id, by string, at time.Time) (*Correction, error) {
+// Resolve implements Store. record runs under the store's lock.
+func (m *MemoryStore) Resolve(_ context.Context, id, by string, at time.Time, record func(*Correction) error) (*Correction, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, c := range m.all {
@@ -159,9 +171,16 @@ func (m *MemoryStore) Resolve(_ context.Context, id, by string, at time.Time) (*
 		if c.State == StateResolved {
 			return nil, ErrAlreadyResolved(id)
 		}
-		c.State, c.ResolvedBy, c.ResolvedAt = StateResolved, by, at
-		cp := *c
-		return &cp, nil
+		after := *c
+		after.State, after.ResolvedBy, after.ResolvedAt = StateResolved, by, at
+		if record != nil {
+			cp := after
+			if err := record(&cp); err != nil {
+				return nil, err
+			}
+		}
+		*c = after
+		return &after, nil
 	}
 	return nil, ErrCorrectionNotFound(id)
 }

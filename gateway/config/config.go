@@ -218,7 +218,10 @@ type Kafka struct {
 // Forms configures auto-fill of application forms.
 type Forms struct {
 	// CorrectionsPath is the SQLite file holding the correction queues
-	// (校核纠错) of the departments.
+	// (校核纠错) of the departments when store.driver is sqlite: that
+	// queue is the node's own. It is unused when store.driver is postgres:
+	// the queue is then the table "corrections" in the grant store's
+	// database (store.dsn), shared by every node.
 	CorrectionsPath string `yaml:"corrections_path"`
 }
 

@@ -270,8 +270,11 @@ func (s *Store) List(ctx context.Context, f autofill.Filter) ([]*autofill.Correc
 
 // Resolve implements autofill.Store. The state changes in one conditional
 // UPDATE, so of several nodes resolving the same correction at once exactly
-// one succeeds; the others get FailedPrecondition.
-func (s *Store) Resolve(ctx context.Context, id, by string, at time.Time) (*autofill.Correction, error) {
+// one succeeds; the others get FailedPrecondition. record runs inside the
+// transaction, after the UPDATE (whose row lock, or SQLite's write lock,
+// holds the other resolvers back) and before COMMIT; when it fails the
+// transaction is rolled back.
+func (s *Store) Resolve(ctx context.Context, id, by string, at time.Time, record func(*autofill.Correction) error) (*autofill.Correction, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("resolving correction %s: %w", id, err)
@@ -295,6 +298,12 @@ func (s *Store) Resolve(ctx context.Context, id, by string, at time.Time) (*auto
 	}
 	if err != nil {
 		return nil, fmt.Errorf("resolving correction %s in %s: %w", id, s.d.name, err)
+	}
+	if record != nil {
+		cp := *c
+		if err := record(&cp); err != nil {
+			return nil, err // the deferred Rollback undoes the UPDATE
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("resolving correction %s in %s: %w", id, s.d.name, err)

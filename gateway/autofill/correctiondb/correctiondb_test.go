@@ -158,6 +158,9 @@ func testSharedQueue(t *testing.T, b backend) {
 		err error
 	}
 	results := make([][]result, corrections)
+	// records counts the record calls per correction: the audit record
+	// is written only by the resolver that resolves it.
+	records := make([]atomic.Int32, corrections)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range corrections {
@@ -166,7 +169,10 @@ func testSharedQueue(t *testing.T, b backend) {
 			wg.Go(func() {
 				<-start
 				by := fmt.Sprintf("desk-%d", r)
-				c, err := nodes[r%2].Resolve(ctx, fmt.Sprintf("c%02d", i), by, base.Add(time.Hour))
+				c, err := nodes[r%2].Resolve(ctx, fmt.Sprintf("c%02d", i), by, base.Add(time.Hour), func(*autofill.Correction) error {
+					records[i].Add(1)
+					return nil
+				})
 				results[i][r] = result{by: by, res: c, err: err}
 			})
 		}
@@ -194,6 +200,9 @@ func testSharedQueue(t *testing.T, b backend) {
 		if winner == "" {
 			t.Errorf("%s: nobody resolved it", id)
 			continue
+		}
+		if n := records[i].Load(); n != 1 {
+			t.Errorf("%s: record called %d times across the nodes, want once (by the winner)", id, n)
 		}
 		for n, s := range nodes {
 			got, err := s.List(ctx, autofill.Filter{Department: "resources", State: autofill.StateResolved})

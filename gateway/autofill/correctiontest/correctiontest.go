@@ -67,15 +67,26 @@ func Run(t *testing.T, newStore func(t *testing.T) autofill.Store) {
 			}
 		}
 		at := base.Add(time.Hour)
-		c, err := s.Resolve(ctx, "c1", "resources-desk", at)
+		var recorded []autofill.Correction
+		record := func(c *autofill.Correction) error {
+			recorded = append(recorded, *c)
+			return nil
+		}
+		c, err := s.Resolve(ctx, "c1", "resources-desk", at, record)
 		if err != nil || c.State != autofill.StateResolved || c.ResolvedBy != "resources-desk" || !c.ResolvedAt.Equal(at) {
 			t.Fatalf("resolve = %+v, %v", c, err)
 		}
-		if _, err := s.Resolve(ctx, "c1", "x", at); apierr.CodeOf(err) != codes.FailedPrecondition {
+		if len(recorded) != 1 || recorded[0] != *c {
+			t.Errorf("record saw %+v, want the correction as resolved %+v", recorded, c)
+		}
+		if _, err := s.Resolve(ctx, "c1", "x", at, record); apierr.CodeOf(err) != codes.FailedPrecondition {
 			t.Errorf("resolve twice: err = %v", err)
 		}
-		if _, err := s.Resolve(ctx, "nope", "x", at); apierr.CodeOf(err) != codes.NotFound {
+		if _, err := s.Resolve(ctx, "nope", "x", at, record); apierr.CodeOf(err) != codes.NotFound {
 			t.Errorf("resolve unknown: err = %v", err)
+		}
+		if len(recorded) != 1 {
+			t.Errorf("record called %d times, want once: not for a resolution that fails", len(recorded))
 		}
 		open, _ := s.List(ctx, autofill.Filter{State: autofill.StateOpen})
 		if len(open) != 2 {
@@ -88,6 +99,74 @@ func Run(t *testing.T, newStore func(t *testing.T) autofill.Store) {
 		want := []autofill.Count{{Department: "market", Open: 1}, {Department: "resources", Open: 2, Resolved: 1}}
 		if err != nil || fmt.Sprint(counts) != fmt.Sprint(want) {
 			t.Errorf("counts = %v, %v, want %v", counts, err, want)
+		}
+	})
+
+	t.Run("record fails", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Add(ctx, mk("c1", "resources", base)); err != nil {
+			t.Fatal(err)
+		}
+		refused := apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable, "audit log down")
+		if _, err := s.Resolve(ctx, "c1", "desk", base.Add(time.Hour), func(*autofill.Correction) error { return refused }); err != refused {
+			t.Fatalf("resolve with a failing record: err = %v, want the record's error unchanged", err)
+		}
+		got, err := s.List(ctx, autofill.Filter{})
+		if err != nil || len(got) != 1 || *got[0] != *mk("c1", "resources", base) {
+			t.Fatalf("after a failed record: %+v, %v; want the correction unchanged (open)", got, err)
+		}
+		// It can still be resolved, and without a record function.
+		if c, err := s.Resolve(ctx, "c1", "desk", base.Add(time.Hour), nil); err != nil || c.State != autofill.StateResolved {
+			t.Fatalf("resolve after a failed record = %+v, %v", c, err)
+		}
+	})
+
+	t.Run("concurrent resolves record once", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Add(ctx, mk("c1", "resources", base)); err != nil {
+			t.Fatal(err)
+		}
+		const resolvers = 8
+		var mu sync.Mutex
+		var recorded []string
+		var won []string
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range resolvers {
+			wg.Go(func() {
+				<-start
+				by := fmt.Sprintf("desk-%d", i)
+				// The first resolver's record fails, so another resolves.
+				_, err := s.Resolve(ctx, "c1", by, base.Add(time.Hour), func(c *autofill.Correction) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if c.ResolvedBy != by || c.State != autofill.StateResolved {
+						t.Errorf("record of %s saw %+v", by, c)
+					}
+					recorded = append(recorded, by)
+					if len(recorded) == 1 {
+						return apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable, "audit log down")
+					}
+					return nil
+				})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					won = append(won, by)
+				case apierr.CodeOf(err) != codes.FailedPrecondition && apierr.CodeOf(err) != codes.Unavailable:
+					t.Errorf("%s: err = %v", by, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(won) != 1 || len(recorded) != 2 || recorded[1] != won[0] {
+			t.Fatalf("won %v, recorded %v: want one winner, recorded after the one whose record failed", won, recorded)
+		}
+		got, err := s.List(ctx, autofill.Filter{State: autofill.StateResolved})
+		if err != nil || len(got) != 1 || got[0].ResolvedBy != won[0] {
+			t.Errorf("resolved = %+v, %v; want resolved by %s", got, err, won[0])
 		}
 	})
 
