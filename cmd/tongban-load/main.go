@@ -59,6 +59,7 @@ type options struct {
 	CPUProfile   string
 	BlockProfile string
 	MutexProfile string
+	AllocProfile string
 	Goroutines   string
 	Trace        string
 	JSON         string
@@ -115,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.InProcess, "inprocess", false, "run the gateway inside this process (demo.Start) instead of as `tongban demo`")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the cache-hit run at the headline level to FILE (implies --inprocess)")
 	fs.StringVar(&o.BlockProfile, "blockprofile", "", "write a blocking profile of the cache-hit run at the headline level to FILE (implies --inprocess)")
+	fs.StringVar(&o.AllocProfile, "allocprofile", "", "write an allocation profile (bytes and objects allocated, sampled) of the cache-hit run at the headline level to FILE (implies --inprocess)")
 	fs.StringVar(&o.MutexProfile, "mutexprofile", "", "write a mutex contention profile of the cache-hit run at the headline level to FILE (implies --inprocess)")
 	fs.StringVar(&o.Goroutines, "goroutines", "", "write the goroutine stacks halfway through the cache-hit run at the headline level to FILE (implies --inprocess)")
 	fs.StringVar(&o.Trace, "trace", "", "write an execution trace of the cache-hit run at the headline level to FILE (implies --inprocess; see go tool trace -pprof=sched|syscall)")
@@ -457,7 +459,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer, command str
 
 // profiling reports whether any profile or trace is asked for.
 func (o options) profiling() bool {
-	return o.CPUProfile != "" || o.BlockProfile != "" || o.MutexProfile != "" || o.Goroutines != "" || o.Trace != ""
+	return o.CPUProfile != "" || o.BlockProfile != "" || o.MutexProfile != "" || o.AllocProfile != "" || o.Goroutines != "" || o.Trace != ""
 }
 
 // accumulator sums the runs (rounds) of one scenario at one level.
@@ -551,6 +553,14 @@ func startProfiles(o options, half time.Duration) (func() error, error) {
 	if o.MutexProfile != "" {
 		runtime.SetMutexProfileFraction(5)
 	}
+	if o.AllocProfile != "" {
+		// Only what is allocated from here on counts (the profile is
+		// cumulative since start-up; compare with pprof -base if needed).
+		runtime.GC()
+		if err := writeProfile("allocs", o.AllocProfile+".base"); err != nil {
+			return nil, err
+		}
+	}
 	snap := make(chan error, 1)
 	if o.Goroutines != "" {
 		t := time.AfterFunc(half, func() { snap <- writeProfile("goroutine", o.Goroutines) })
@@ -571,6 +581,9 @@ func startProfiles(o options, half time.Duration) (func() error, error) {
 		if o.BlockProfile != "" {
 			errs = append(errs, writeProfile("block", o.BlockProfile))
 			runtime.SetBlockProfileRate(0)
+		}
+		if o.AllocProfile != "" {
+			errs = append(errs, writeProfile("allocs", o.AllocProfile))
 		}
 		if o.MutexProfile != "" {
 			errs = append(errs, writeProfile("mutex", o.MutexProfile))
