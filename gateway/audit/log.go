@@ -499,7 +499,7 @@ func (l *Log) Append(ctx context.Context, data []byte) (Receipt, error) {
 // AppendEntry encodes e and appends it like Append.
 func (l *Log) AppendEntry(ctx context.Context, e Entry) (Receipt, error) {
 	// Encode straight after room for the frame header.
-	frame, err := appendEntry(make([]byte, frameHeader, frameHeader+768), &e)
+	frame, err := appendEntry(make([]byte, frameHeader, 1280), &e)
 	if err != nil {
 		return Receipt{}, fmt.Errorf("audit append: %w", err)
 	}

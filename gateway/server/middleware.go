@@ -156,8 +156,9 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 		}
 		id := reqctx.ID(ctx)
 		tagSpan(ctx, id, r)
-		r.Header.Set(requestIDHeader, id)
-		w.Header().Set("X-Request-Id", id)
+		// Handlers read the id from the context (reqctx); the caller's
+		// header is left as sent.
+		w.Header()["X-Request-Id"] = []string{id}
 		var cancel context.CancelFunc
 		if s.isStream(r) {
 			// A stream outlives the request deadline and the server's
@@ -245,7 +246,10 @@ func (s *Server) restError(ctx context.Context, _ *runtime.ServeMux, _ runtime.M
 	if errors.As(err, &mbe) {
 		err = apierr.Newf(codes.InvalidArgument, apierr.ReasonInvalidArgument, "request body is larger than %d bytes", mbe.Limit)
 	}
-	rctx := reqctx.With(ctx, r.Header.Get(requestIDHeader))
+	rctx := ctx
+	if reqctx.ID(ctx) == "" {
+		rctx = reqctx.With(ctx, r.Header.Get(requestIDHeader))
+	}
 	err = s.sanitize(rctx, r.URL.Path, err)
 	ae := apierr.From(err)
 	if _, isAPI := err.(*apierr.Error); !isAPI {
@@ -278,5 +282,5 @@ func (s *Server) routingError(ctx context.Context, mux *runtime.ServeMux, m runt
 	default:
 		ae = apierr.New(codes.InvalidArgument, apierr.ReasonInvalidArgument, http.StatusText(httpStatus))
 	}
-	httperr.Write(w, ae, r.Header.Get(requestIDHeader), httpStatus)
+	httperr.Write(w, ae, reqctx.ID(r.Context()), httpStatus)
 }

@@ -91,16 +91,27 @@ func (q *queryRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q.write(ctx, w, r, resp)
 }
 
-// write sends resp as grpc-gateway's ForwardResponseMessage would.
+// write sends resp as grpc-gateway's ForwardResponseMessage would, encoded
+// into a pooled buffer.
 func (q *queryRoute) write(ctx context.Context, w http.ResponseWriter, r *http.Request, resp *v1.QueryResponse) {
-	b, err := q.m.Marshal(resp)
-	if err != nil {
-		q.s.restError(ctx, nil, nil, w, r, status.Errorf(codes.Internal, "encoding the answer: %v", err))
-		return
+	bp := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(bp)
+	b, ok := appendQueryResponse((*bp)[:0], resp)
+	if !ok {
+		var err error
+		if b, err = q.m.Marshal(resp); err != nil {
+			q.s.restError(ctx, nil, nil, w, r, status.Errorf(codes.Internal, "encoding the answer: %v", err))
+			return
+		}
+	} else if cap(b) <= 256<<10 {
+		*bp = b
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = []string{"application/json"}
 	_, _ = w.Write(b)
 }
+
+// answerBufs holds the buffers answers are encoded into.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // queryDataset returns the dataset named by a plain (unescaped) path
 // /v1/datasets/NAME:query, where NAME is non-empty and holds no '/' or ':'.
