@@ -58,7 +58,9 @@ func (f *Forms) CreateCorrection(ctx context.Context, req *v1.CreateCorrectionRe
 
 // ListCorrections implements v1.FormsServer. Admins and auditors read every
 // queue; any other caller reads only its own department's queue (the
-// department defaults to the caller's).
+// department defaults to the caller's). Record ids are shown as the caller
+// may see them (autofill.Engine.ListCorrectionsAs): real to the holding
+// department, as references to everyone else.
 func (f *Forms) ListCorrections(ctx context.Context, req *v1.ListCorrectionsRequest) (*v1.ListCorrectionsResponse, error) {
 	id, err := f.Auth.Authenticate(ctx)
 	if err != nil {
@@ -74,7 +76,7 @@ func (f *Forms) ListCorrections(ctx context.Context, req *v1.ListCorrectionsRequ
 				"%s may read only its own department's corrections queue (or needs role admin or auditor)", id.SystemID)
 		}
 	}
-	cs, err := f.Engine.ListCorrections(ctx, autofill.Filter{Department: dep, State: req.GetState()})
+	cs, err := f.Engine.ListCorrectionsAs(ctx, Principal(id), autofill.Filter{Department: dep, State: req.GetState()})
 	if err != nil {
 		return nil, err
 	}

@@ -92,6 +92,29 @@ func TestFormsService(t *testing.T) {
 			t.Errorf("%s lists %q: %d corrections, err %v; want %d, %v", tc.token, tc.department, len(l.GetCorrections()), err, tc.n, tc.code)
 		}
 	}
+	// Record ids: real to the holding department, a reference to others.
+	refs, err := query.NewRecordRefs(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Engine.Refs = refs
+	held := &autofill.Correction{ID: "corr-held", Form: "food_business_licence", Field: "operator_name", ApplicantID: code,
+		Dataset: "market.business_licences", SourceField: "name", Department: "market", RecordID: code, State: "open",
+		RaisedBy: "approval-bureau", RaisedAt: time.Now()}
+	if err := store.Add(context.Background(), held); err != nil {
+		t.Fatal(err)
+	}
+	for token, want := range map[string]string{"market": code, "auditor": refs.Ref("market.business_licences", code)} {
+		l, err := svc.ListCorrections(formsToken(token), &v1.ListCorrectionsRequest{Department: "market"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, got := range l.GetCorrections() {
+			if got.GetId() == held.ID && got.GetRecordId() != want {
+				t.Errorf("%s reads record id %q, want %q", token, got.GetRecordId(), want)
+			}
+		}
+	}
 	// Only the correction's department (or an admin) resolves it.
 	if _, err := svc.ResolveCorrection(formsToken("window"), &v1.ResolveCorrectionRequest{Id: c.GetId()}); apierr.CodeOf(err) != codes.PermissionDenied {
 		t.Errorf("another department resolved a correction: err = %v", err)

@@ -310,6 +310,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		Fetch:       a.Cache,
 		Record:      recorder,
 		Corrections: corrections,
+		Refs:        refs,
 		Logger:      a.log.With("component", "autofill"),
 	}
 

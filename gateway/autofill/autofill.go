@@ -102,6 +102,13 @@ type Engine struct {
 	Record query.Recorder
 	// Corrections is the corrections queue; nil disables corrections.
 	Corrections Store
+	// Refs stands in for record ids the caller may not see, as in the
+	// query pipeline (query.RecordRefs): a provenance names the
+	// department's record id only where the decision on the dataset
+	// releases every key field of that record unmasked, and otherwise the
+	// id's opaque reference, the same one a query gives. Nil omits such
+	// ids. Corrections keep the real id (see Correction.RecordID).
+	Refs *query.RecordRefs
 	// Deadline bounds the fan-out to the departments of one auto-fill
 	// (DefaultDeadline when zero).
 	Deadline time.Duration
@@ -150,7 +157,7 @@ func (e *Engine) FillForm(ctx context.Context, r Request, formID string) (*v1.Au
 	if err != nil {
 		return nil, err
 	}
-	out, receipt, err := e.fill(ctx, r, []*forms.Form{f}, true)
+	out, receipt, err := e.fill(ctx, r, []*forms.Form{f}, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +179,7 @@ func (e *Engine) FillBundle(ctx context.Context, r Request, bundleID string) (*v
 	for i, id := range b.Forms {
 		fs[i], _ = e.Forms.Form(id)
 	}
-	out, receipt, err := e.fill(ctx, r, fs, true)
+	out, receipt, err := e.fill(ctx, r, fs, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -229,8 +236,10 @@ type decided struct {
 }
 
 // fill runs the whole auto-fill of forms and, when record is set, writes
-// its audit record.
-func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record bool) ([]*v1.AutofillResponse, *v1.Receipt, error) {
+// its audit record. When ids is not nil, it is given the department's
+// record id of every provenance in the answer (which names the id only
+// where the caller may see it).
+func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record bool, ids map[*v1.Provenance]string) ([]*v1.AutofillResponse, *v1.Receipt, error) {
 	if err := validateApplicant(fs[0].ApplicantKind, r.ApplicantID); err != nil {
 		return nil, nil, err
 	}
@@ -243,9 +252,13 @@ func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record b
 		decisions[i] = map[string]*decided{}
 		for _, ds := range formDatasets(f) {
 			d := &decided{}
+			fields, keyOnly := e.decideFields(f, ds)
 			dec, err := e.Policy.Decide(ctx, policy.Request{
-				Principal: r.Principal, Dataset: ds, Fields: fieldsOf(f, ds), Purpose: f.Purpose, Time: now,
+				Principal: r.Principal, Dataset: ds, Fields: fields, Purpose: f.Purpose, Time: now,
 			})
+			if err == nil {
+				err = keyOnlyDenial(r.Principal, f.Purpose, &dec, keyOnly)
+			}
 			if err != nil {
 				reason, ok := denyReason(err)
 				if !ok {
@@ -280,7 +293,7 @@ func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record b
 	a := &audit{datasets: map[string]bool{}, departments: map[string]bool{}}
 	out := make([]*v1.AutofillResponse, len(fs))
 	for i, f := range fs {
-		fr := &formRun{e: e, f: f, applicant: r.ApplicantID, now: now, decisions: decisions[i], fetched: need, disputes: disputes, audit: a}
+		fr := &formRun{e: e, f: f, applicant: r.ApplicantID, now: now, decisions: decisions[i], fetched: need, disputes: disputes, audit: a, ids: ids}
 		out[i] = fr.run()
 	}
 	if !record {
@@ -424,6 +437,68 @@ func fieldsOf(f *forms.Form, ds string) []string {
 	return out
 }
 
+// decideFields returns the fields to ask the policy for on dataset ds for
+// form f: fieldsOf, and the dataset's key fields, whose values are the
+// record ids in the provenance (an id is released only where its key
+// fields could be, see query.RecordRefs). keyOnly are the key fields
+// asked for only for that: the form neither shows nor chooses by them, so
+// they are never listed as withheld or returned. A nil fields asks for
+// every field, keys included.
+func (e *Engine) decideFields(f *forms.Form, ds string) (fields, keyOnly []string) {
+	fields = fieldsOf(f, ds)
+	if fields == nil {
+		return nil, nil
+	}
+	d, ok := e.Dict.Dataset(ds)
+	if !ok {
+		return fields, nil // the policy names the unknown dataset
+	}
+	for _, k := range d.Keys {
+		if !slices.Contains(fields, k) {
+			fields = append(fields, k)
+			keyOnly = append(keyOnly, k)
+		}
+	}
+	return fields, keyOnly
+}
+
+// keyOnlyDenial returns the denial the policy would have given had the key
+// fields in keyOnly not been asked for: when dec allows nothing else, the
+// form may show nothing of the dataset, and releasing its record ids alone
+// is no reason to read it. It returns nil when dec allows another field.
+func keyOnlyDenial(p policy.Principal, purpose string, dec *policy.Decision, keyOnly []string) error {
+	if len(keyOnly) == 0 || slices.ContainsFunc(dec.Fields, func(f string) bool { return !slices.Contains(keyOnly, f) }) {
+		return nil
+	}
+	reason, rank := policy.ReasonNoGrant, len(specificity)
+	var missing []string
+	for _, w := range dec.Withheld {
+		if slices.Contains(keyOnly, w.Field) {
+			continue
+		}
+		missing = append(missing, w.Field)
+		r := slices.Index(specificity, w.Reason)
+		if r < 0 {
+			r = len(specificity) - 1
+		}
+		if r < rank {
+			reason, rank = w.Reason, r
+		}
+	}
+	return apierr.Newf(codes.PermissionDenied, reason, "no active grant lets %s read %s fields [%s] for purpose %q",
+		p, dec.Dataset, strings.Join(missing, " "), purpose).With("dataset", dec.Dataset).With("purpose", purpose)
+}
+
+// specificity orders the reasons a field is withheld as the policy engine
+// does when it denies a whole request: the most specific first.
+var specificity = []string{
+	policy.ReasonGrantExpired,
+	policy.ReasonGrantNotYetValid,
+	policy.ReasonPurposeNotCovered,
+	policy.ReasonFieldNotGranted,
+	policy.ReasonNoGrant,
+}
+
 // audit collects what an auto-fill released.
 type audit struct {
 	mu          sync.Mutex
@@ -553,6 +628,8 @@ type formRun struct {
 	fetched   map[lookup]*fetched
 	disputes  []*Correction
 	audit     *audit
+	// ids, when not nil, is given the record id of each provenance made.
+	ids map[*v1.Provenance]string
 
 	sources map[string]*chosen
 }
@@ -714,12 +791,18 @@ func (fr *formRun) source(name string) *chosen {
 	})
 	c.rec = admitted[0]
 	c.region = regionOf(ds, c.rec)
+	// The id is released as a query would release it under the same
+	// decision: itself where the key fields of the record's region are
+	// released unmasked, else its reference.
 	c.prov = &v1.Provenance{
 		Department: ds.Department,
 		Dataset:    ds.Name,
-		RecordId:   c.rec.GetId(),
+		RecordId:   fr.e.Refs.Release(c.dec, ds, c.region, c.rec.GetId()),
 		FetchedAt:  timestamppb.New(got.res.FetchedAt),
 		Delivery:   got.res.Delivery,
+	}
+	if fr.ids != nil {
+		fr.ids[c.prov] = c.rec.GetId()
 	}
 	if got.res.Delivery != v1.Delivery_DELIVERY_LIVE && !got.res.FetchedAt.IsZero() {
 		c.prov.Age = durationpb.New(fr.now.Sub(got.res.FetchedAt))
@@ -873,6 +956,7 @@ type value struct {
 	cmp    string // the unmasked transformed value, for cross-checks
 	masked bool
 	prov   *v1.Provenance
+	id     string // the department's id of the record, with prov
 	ref    forms.Ref
 	ds     string
 	reason string
@@ -900,7 +984,7 @@ func (fr *formRun) read(ref forms.Ref, ts []*forms.Transform) value {
 		}
 		return out
 	}
-	out.prov = c.prov
+	out.prov, out.id = c.prov, c.rec.GetId()
 	raw := c.rec.GetFields().GetFields()[ref.Field].AsInterface()
 	tv, err := forms.ApplyAll(ts, raw)
 	if err != nil {
@@ -1017,13 +1101,15 @@ func (fr *formRun) concat(fd *forms.Field) value {
 }
 
 // disputed reports whether an open correction names this field of this
-// form, or the same department record and field from another form.
+// form, or the same department record and field from another form. The
+// record is compared by the department's id, which corrections keep,
+// whatever the provenance shows the caller.
 func (fr *formRun) disputed(fd *forms.Field, v value) bool {
 	for _, c := range fr.disputes {
 		if c.Form == fr.f.ID && c.Field == fd.Name {
 			return true
 		}
-		if v.prov != nil && c.RecordID != "" && c.Dataset == v.prov.GetDataset() && c.RecordID == v.prov.GetRecordId() && c.SourceField == v.ref.Field {
+		if v.prov != nil && c.RecordID != "" && c.Dataset == v.prov.GetDataset() && c.RecordID == v.id && c.SourceField == v.ref.Field {
 			return true
 		}
 	}

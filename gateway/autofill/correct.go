@@ -31,6 +31,15 @@ var errNoCorrections = apierr.New(codes.Unimplemented, apierr.ReasonUnimplemente
 // queues the correction to that department. The correction is recorded in
 // the audit log before it is stored; later auto-fills of the form for the
 // applicant show the field as disputed and keep the department's value.
+//
+// The queued correction keeps the department's id of the record (the
+// department needs it to correct the record), whatever the caller may
+// see. The correction returned shows the caller the record id as the
+// auto-fill showed it: the id itself where the caller may see the
+// dataset's key fields of that record, else its opaque reference (or none
+// without Engine.Refs); a caller of the department the correction is
+// queued to sees the id. The audit record's digest covers the correction
+// as returned.
 func (e *Engine) CreateCorrection(ctx context.Context, p policy.Principal, requestID string, req *v1.CreateCorrectionRequest) (*v1.Correction, error) {
 	if e.Corrections == nil {
 		return nil, errNoCorrections
@@ -58,7 +67,8 @@ func (e *Engine) CreateCorrection(ctx context.Context, p policy.Principal, reque
 		return nil, apierr.Invalid("comment", "is longer than %d characters", MaxProposedValue)
 	}
 	r := Request{Principal: p, RequestID: requestID, ApplicantID: req.GetApplicantId()}
-	out, _, err := e.fill(ctx, r, []*forms.Form{f}, false)
+	ids := map[*v1.Provenance]string{}
+	out, _, err := e.fill(ctx, r, []*forms.Form{f}, false, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +106,7 @@ func (e *Engine) CreateCorrection(ctx context.Context, p policy.Principal, reque
 		c.CurrentValue = forms.Text(filled.GetConflictingValues()[0].AsInterface())
 	}
 	if prov != nil {
-		c.Dataset, c.RecordID = prov.GetDataset(), prov.GetRecordId()
+		c.Dataset, c.RecordID = prov.GetDataset(), ids[prov]
 		if fd.CheckRef != nil {
 			if s, _ := f.Source(fd.CheckRef.Source); s.Dataset == prov.GetDataset() && s.Dataset != src.Dataset {
 				c.SourceField = fd.CheckRef.Field
@@ -106,7 +116,11 @@ func (e *Engine) CreateCorrection(ctx context.Context, p policy.Principal, reque
 	ds, _ := e.Dict.Dataset(c.Dataset)
 	c.Department = ds.Department
 
-	digest, err := correctionDigest(c)
+	shown := e.correctionFor(p, c)
+	if prov != nil && prov.GetRecordId() == c.RecordID {
+		shown.RecordId = c.RecordID // the auto-fill showed the caller the id
+	}
+	digest, err := correctionDigest(shown)
 	if err != nil {
 		return nil, err
 	}
@@ -135,12 +149,61 @@ func (e *Engine) CreateCorrection(ctx context.Context, p policy.Principal, reque
 	if err := e.Corrections.Add(ctx, c); err != nil {
 		return nil, fmt.Errorf("queueing correction to %s: %w", c.Department, err)
 	}
-	return c.Proto(), nil
+	return shown, nil
 }
 
-// ListCorrections returns the corrections matching f, oldest first. The
-// caller checks who may read them (see api.Forms).
+// correctionFor returns the API form of c as p may see it. The record id
+// is the department's own only for the department the correction is
+// queued to (p.Department equal to c.Department), which holds the record
+// and needs its id to correct it. Every other caller, admins and auditors
+// included, sees the id's opaque reference (Engine.Refs; none without
+// it): the id is a key value (for a licence, the applicant's credit code,
+// which the API form of a correction leaves out) that no role as such
+// entitles a caller to, and the reference still tells which record, and
+// matches the references of queries and auto-fills.
+func (e *Engine) correctionFor(p policy.Principal, c *Correction) *v1.Correction {
+	out := c.Proto()
+	if p.Department == "" || p.Department != c.Department {
+		out.RecordId = e.Refs.Ref(c.Dataset, c.RecordID)
+	}
+	return out
+}
+
+// ListCorrectionsAs returns the corrections matching f, oldest first, as
+// p may see them: with the department's record ids only for the
+// department each is queued to, and otherwise their opaque references
+// (see CreateCorrection). The caller checks who may read them (see
+// api.Forms).
+func (e *Engine) ListCorrectionsAs(ctx context.Context, p policy.Principal, f Filter) ([]*v1.Correction, error) {
+	cs, err := e.listCorrections(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*v1.Correction, len(cs))
+	for i, c := range cs {
+		out[i] = e.correctionFor(p, c)
+	}
+	return out, nil
+}
+
+// ListCorrections returns the corrections matching f, oldest first, with
+// the department's record ids: for the departments they are queued to.
+// The caller checks who may read them (see api.Forms); a caller that may
+// read other departments' queues (admins, auditors) should be served by
+// ListCorrectionsAs, which shows it references instead.
 func (e *Engine) ListCorrections(ctx context.Context, f Filter) ([]*v1.Correction, error) {
+	cs, err := e.listCorrections(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*v1.Correction, len(cs))
+	for i, c := range cs {
+		out[i] = c.Proto()
+	}
+	return out, nil
+}
+
+func (e *Engine) listCorrections(ctx context.Context, f Filter) ([]*Correction, error) {
 	if e.Corrections == nil {
 		return nil, errNoCorrections
 	}
@@ -151,16 +214,14 @@ func (e *Engine) ListCorrections(ctx context.Context, f Filter) ([]*v1.Correctio
 	if err != nil {
 		return nil, fmt.Errorf("listing corrections: %w", err)
 	}
-	out := make([]*v1.Correction, len(cs))
-	for i, c := range cs {
-		out[i] = c.Proto()
-	}
-	return out, nil
+	return cs, nil
 }
 
 // ResolveCorrection marks a correction resolved once its department has
 // dealt with it. Only the department's own systems (p.Department equal to
-// the correction's department) or a principal with role "admin" may.
+// the correction's department) or a principal with role "admin" may. The
+// correction returned, and the digest recorded, show the record id as p
+// may see it (see ListCorrectionsAs): an admin sees the reference.
 //
 // The resolution is recorded in the audit log inside the store's
 // resolution, after the correction is marked resolved and before that is
@@ -204,8 +265,9 @@ func (e *Engine) ResolveCorrection(ctx context.Context, p policy.Principal, requ
 	}
 	var receipt *v1.Receipt
 	res, err := e.Corrections.Resolve(ctx, id, by, now, func(after *Correction) error {
-		// The record's digest commits to the correction as resolved.
-		digest, err := correctionDigest(after)
+		// The record's digest commits to the correction as resolved,
+		// as returned to p.
+		digest, err := correctionDigest(e.correctionFor(p, after))
 		if err != nil {
 			return err
 		}
@@ -231,7 +293,7 @@ func (e *Engine) ResolveCorrection(ctx context.Context, p policy.Principal, requ
 		}
 		return nil, err // the store's errors say what it was doing
 	}
-	return res.Proto(), nil
+	return e.correctionFor(p, res), nil
 }
 
 // CorrectionCounts returns the open and resolved corrections per
@@ -247,10 +309,13 @@ func (e *Engine) CorrectionCounts(ctx context.Context) ([]Count, error) {
 	return cs, nil
 }
 
-// correctionDigest is the SHA-256 of the correction's deterministic
-// encoding, recorded in the audit log.
-func correctionDigest(c *Correction) (string, error) {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c.Proto())
+// correctionDigest is the SHA-256 of the deterministic encoding of a
+// correction as released to the caller, recorded in the audit log. It is
+// never taken over a record id the caller was not shown: whoever reads the
+// log entry knows the rest of the correction and could test guesses of
+// the id against it.
+func correctionDigest(c *v1.Correction) (string, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	if err != nil {
 		return "", fmt.Errorf("digesting correction: %w", err)
 	}

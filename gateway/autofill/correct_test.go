@@ -48,7 +48,7 @@ func resolutions(t *testing.T, ex []queryExchange, c *v1.Correction) int {
 	resolved := &Correction{ID: c.GetId(), Form: c.GetForm(), Field: c.GetField(), Dataset: c.GetDataset(), Department: c.GetDepartment(),
 		RecordID: c.GetRecordId(), CurrentValue: c.GetCurrentValue(), ProposedValue: c.GetProposedValue(), Comment: c.GetComment(),
 		State: StateResolved, RaisedBy: c.GetRaisedBy(), RaisedAt: c.GetRaisedAt().AsTime()}
-	want, err := correctionDigest(resolved)
+	want, err := correctionDigest(resolved.Proto())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,8 +30,11 @@ type Correction struct {
 	ApplicantID string
 	Dataset     string
 	// SourceField is the dataset field the form field is drawn from.
-	SourceField   string
-	Department    string
+	SourceField string
+	Department  string
+	// RecordID is the department's id of the record the value came from
+	// (never an opaque reference), so that the department can find it;
+	// empty when no record was found.
 	RecordID      string
 	CurrentValue  string
 	ProposedValue string
@@ -44,7 +47,9 @@ type Correction struct {
 }
 
 // Proto returns the API form of the correction (without the applicant's
-// identifier).
+// identifier) with the department's record id: the form for the
+// department it is queued to. The Engine shows every other caller the id's
+// opaque reference instead (see Engine.ListCorrectionsAs).
 func (c *Correction) Proto() *v1.Correction {
 	return &v1.Correction{
 		Id:            c.ID,
