@@ -300,7 +300,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer, command str
 	missNext := 0
 	self := os.Getpid()
 	// Audit group commits during the cache-hit runs, by connections.
-	commits, entries := map[int]float64{}, map[int]float64{}
+	commits, entries, commitsBad := map[int]float64{}, map[int]float64{}, map[int]bool{}
 	for _, conns := range o.Connections {
 		bareDone := false
 		for _, name := range o.Scenarios {
@@ -340,16 +340,19 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer, command str
 			measure := func(name string, spec loadSpec, fn op, acc *accumulator) {
 				server := serverOf(name)
 				var c0, e0 float64
+				var baseErr error
 				if name == scenarioHit {
-					c0, e0, _ = auditCommits(ctx, client, gw.URL)
+					c0, e0, baseErr = auditCommits(ctx, client, gw.URL)
 				}
 				cpu0s, cpu0p, cpu0h, m0 := cpuOf(server), cpuOf(plugins...), cpuOf(self), machineCPU()
 				res := runLoad(ctx, spec, fn)
 				cpu1s, cpu1p, cpu1h, m1 := cpuOf(server), cpuOf(plugins...), cpuOf(self), machineCPU()
 				acc.add(res, cpu1s-cpu0s, cpu1p-cpu0p, cpu1h-cpu0h, m0, m1)
 				if name == scenarioHit {
-					if c1, e1, err := auditCommits(ctx, client, gw.URL); err != nil {
+					if c1, e1, err := auditCommits(ctx, client, gw.URL); err != nil || baseErr != nil {
+						err = errors.Join(baseErr, err)
 						progress("reading the audit commit counters: %v", err)
+						commitsBad[conns] = true
 					} else {
 						commits[conns] += c1 - c0
 						entries[conns] += e1 - e0
@@ -427,7 +430,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer, command str
 		"policy and audit run in the harness process (no HTTP); their CPU is in the harness column",
 		"the machine is shared and noisy: one run, compare numbers within it")
 	for _, conns := range o.Connections {
-		if commits[conns] > 0 {
+		if commits[conns] > 0 && !commitsBad[conns] {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("cache-hit at %d connections: %.1f audit entries per group commit (write + fsync)", conns, entries[conns]/commits[conns]))
 		}
 	}

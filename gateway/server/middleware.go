@@ -248,7 +248,7 @@ func (s *Server) restError(ctx context.Context, _ *runtime.ServeMux, _ runtime.M
 	}
 	rctx := ctx
 	if reqctx.ID(ctx) == "" {
-		rctx = reqctx.With(ctx, r.Header.Get(requestIDHeader))
+		rctx = requestContext(ctx, r.Header.Get(requestIDHeader))
 	}
 	err = s.sanitize(rctx, r.URL.Path, err)
 	ae := apierr.From(err)

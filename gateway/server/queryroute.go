@@ -51,7 +51,7 @@ var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (q *queryRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	dataset, ok := queryDataset(r)
-	if !ok {
+	if !ok || !plainHeaders(r.Header) {
 		q.next.ServeHTTP(w, r)
 		return
 	}
@@ -112,6 +112,32 @@ func (q *queryRoute) write(ctx context.Context, w http.ResponseWriter, r *http.R
 
 // answerBufs holds the buffers answers are encoded into.
 var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// plainHeaders reports whether h holds only headers that grpc-gateway would
+// not act on beyond what queryRoute does: every other header (Grpc-Timeout,
+// Grpc-Metadata-*, X-HTTP-Method-Override, TE, ...) sends the request down
+// grpc-gateway's path. Authorization values must be printable ASCII, the
+// only ones grpc-gateway passes on as metadata.
+func plainHeaders(h http.Header) bool {
+	for k, vs := range h {
+		switch k {
+		case "Authorization":
+			for _, v := range vs {
+				for i := 0; i < len(v); i++ {
+					if v[i] < 0x20 || v[i] > 0x7e {
+						return false
+					}
+				}
+			}
+		case "Accept", "Accept-Encoding", "Accept-Language", "Connection", "Content-Length", "Content-Type",
+			"Cookie", "Origin", "Referer", "Traceparent", "Tracestate", "User-Agent", "X-Request-Id",
+			"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip":
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // queryDataset returns the dataset named by a plain (unescaped) path
 // /v1/datasets/NAME:query, where NAME is non-empty and holds no '/' or ':'.

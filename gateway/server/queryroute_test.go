@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -61,25 +62,34 @@ func TestQueryRouteMatchesGrpcGateway(t *testing.T) {
 	cases := []struct {
 		name, path, body string
 		auth             []string
+		headers          http.Header
 	}{
-		{"typical", "/v1/datasets/market.business_licences:query", `{"keys":{"credit_code":"91130109MAAY40HT30"},"purpose":"approval"}`, []string{"Bearer t"}},
-		{"every fast member", "/v1/datasets/approval.permits:query", ` {"dataset":"ignored","keys":{},"purpose":"p","fields":["a","b"],"filter":{"status":"有效"},"pageSize":-7,"page_token":"x"} `, []string{"Bearer t"}},
-		{"empty body", "/v1/datasets/d:query", ``, nil},
-		{"two authorizations", "/v1/datasets/d:query", `{"purpose":"p"}`, []string{"Bearer a", "Bearer b"}},
-		{"escape", "/v1/datasets/d:query", `{"purpose":"a\"b"}`, nil},
-		{"bbox", "/v1/datasets/resources.parcels:query", `{"purpose":"p","bbox":{"min_x":114.4,"min_y":38,"max_x":114.6,"max_y":38.1}}`, nil},
-		{"quoted page size", "/v1/datasets/d:query", `{"page_size":"5"}`, nil},
-		{"trailing data", "/v1/datasets/d:query", `{"purpose":"p"} {"purpose":"q"}`, nil},
-		{"unknown field", "/v1/datasets/d:query", `{"purpose":"p","colour":"red"}`, nil},
-		{"duplicate field", "/v1/datasets/d:query", `{"page_size":1,"pageSize":2}`, nil},
-		{"duplicate key", "/v1/datasets/d:query", `{"keys":{"a":"1","a":"2"}}`, nil},
-		{"malformed", "/v1/datasets/d:query", `{"purpose":`, nil},
-		{"not an object", "/v1/datasets/d:query", `[1]`, nil},
-		{"invalid utf-8", "/v1/datasets/d:query", "{\"purpose\":\"\xff\"}", nil},
-		{"too large", "/v1/datasets/d:query", `{"purpose":"` + strings.Repeat("x", 300) + `"}`, nil},
-		{"service error", "/v1/datasets/d:query", `{"purpose":"deny"}`, nil},
-		{"escaped path", "/v1/datasets/a%2Eb:query", `{"purpose":"p"}`, nil},
-		{"other verb", "/v1/datasets/d:count", `{"purpose":"p"}`, nil},
+		{"typical", "/v1/datasets/market.business_licences:query", `{"keys":{"credit_code":"91130109MAAY40HT30"},"purpose":"approval"}`, []string{"Bearer t"}, nil},
+		{"every fast member", "/v1/datasets/approval.permits:query", ` {"dataset":"ignored","keys":{},"purpose":"p","fields":["a","b"],"filter":{"status":"有效"},"pageSize":-7,"page_token":"x"} `, []string{"Bearer t"}, nil},
+		{"empty body", "/v1/datasets/d:query", ``, nil, nil},
+		{"two authorizations", "/v1/datasets/d:query", `{"purpose":"p"}`, []string{"Bearer a", "Bearer b"}, nil},
+		{"escape", "/v1/datasets/d:query", `{"purpose":"a\"b"}`, nil, nil},
+		{"bbox", "/v1/datasets/resources.parcels:query", `{"purpose":"p","bbox":{"min_x":114.4,"min_y":38,"max_x":114.6,"max_y":38.1}}`, nil, nil},
+		{"quoted page size", "/v1/datasets/d:query", `{"page_size":"5"}`, nil, nil},
+		{"trailing data", "/v1/datasets/d:query", `{"purpose":"p"} {"purpose":"q"}`, nil, nil},
+		{"unknown field", "/v1/datasets/d:query", `{"purpose":"p","colour":"red"}`, nil, nil},
+		{"duplicate field", "/v1/datasets/d:query", `{"page_size":1,"pageSize":2}`, nil, nil},
+		{"duplicate key", "/v1/datasets/d:query", `{"keys":{"a":"1","a":"2"}}`, nil, nil},
+		{"malformed", "/v1/datasets/d:query", `{"purpose":`, nil, nil},
+		{"not an object", "/v1/datasets/d:query", `[1]`, nil, nil},
+		{"invalid utf-8", "/v1/datasets/d:query", "{\"purpose\":\"\xff\"}", nil, nil},
+		{"too large", "/v1/datasets/d:query", `{"purpose":"` + strings.Repeat("x", 300) + `"}`, nil, nil},
+		{"service error", "/v1/datasets/d:query", `{"purpose":"deny"}`, nil, nil},
+		{"escaped path", "/v1/datasets/a%2Eb:query", `{"purpose":"p"}`, nil, nil},
+		{"other verb", "/v1/datasets/d:count", `{"purpose":"p"}`, nil, nil},
+		{"non-ascii authorization first", "/v1/datasets/d:query", `{"purpose":"p"}`, []string{"Bearer tök", "Bearer t"}, nil},
+		{"grpc-timeout", "/v1/datasets/d:query", `{"purpose":"p"}`, nil, http.Header{"Grpc-Timeout": {"garbage"}}},
+		{"method override", "/v1/datasets/d:query", `{"purpose":"p"}`, nil,
+			http.Header{"X-Http-Method-Override": {"GET"}, "Content-Type": {"application/x-www-form-urlencoded"}}},
+		{"trailers", "/v1/datasets/d:query", `{"purpose":"p"}`, nil, http.Header{"Te": {"trailers"}}},
+		{"grpc metadata", "/v1/datasets/d:query", `{"purpose":"p"}`, nil, http.Header{"Grpc-Metadata-X-Bin": {"!!"}}},
+		{"common headers", "/v1/datasets/d:query", `{"purpose":"p"}`, []string{"Bearer t"},
+			http.Header{"Accept": {"application/json"}, "User-Agent": {"curl/8"}, "Content-Type": {"application/json"}, "Traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,14 +99,17 @@ func TestQueryRouteMatchesGrpcGateway(t *testing.T) {
 				for _, a := range tc.auth {
 					r.Header.Add("Authorization", a)
 				}
+				for k, vs := range tc.headers {
+					r.Header[k] = vs
+				}
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, r)
 				return w
 			}
 			got, want := send(full), send(viaGateway)
-			if got.Code != want.Code || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
-				t.Errorf("fast route: %d %s %s\ngrpc-gateway: %d %s %s", got.Code, got.Header().Get("Content-Type"), got.Body,
-					want.Code, want.Header().Get("Content-Type"), want.Body)
+			if got.Code != want.Code || !reflect.DeepEqual(got.Header(), want.Header()) || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+				t.Errorf("fast route: %d %v %s\ngrpc-gateway: %d %v %s", got.Code, got.Header(), got.Body,
+					want.Code, want.Header(), want.Body)
 			}
 		})
 	}
