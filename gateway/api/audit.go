@@ -398,6 +398,8 @@ func (s *Audit) ListSubjectAccesses(ctx context.Context, req *v1.ListSubjectAcce
 			Decision:           e.Decision,
 			Node:               node,
 			LeafIndex:          r.Index,
+			Kind:               e.Kind,
+			Role:               e.Details["role"],
 		})
 	}
 	if next != 0 {

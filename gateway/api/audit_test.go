@@ -530,7 +530,8 @@ func TestAccessLogReadsAreRecorded(t *testing.T) {
 	}
 	read := second.GetAccesses()[2]
 	if read.GetConsumer() != "auditor-1" || read.GetConsumerDepartment() != "" || read.GetDataset() != "" ||
-		read.GetDecision() != "" || len(read.GetFields()) != 0 || read.GetNode() != "node-1" || !read.GetAt().AsTime().Equal(readAt) {
+		read.GetDecision() != "" || len(read.GetFields()) != 0 || read.GetNode() != "node-1" || !read.GetAt().AsTime().Equal(readAt) ||
+		read.GetKind() != KindAccessLogRead || read.GetRole() != "auditor" {
 		t.Errorf("the auditor's read shows as %v", read)
 	}
 

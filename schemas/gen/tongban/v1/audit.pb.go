@@ -456,8 +456,15 @@ type SubjectAccess struct {
 	Decision           string                 `protobuf:"bytes,8,opt,name=decision,proto3" json:"decision,omitempty"`
 	Node               string                 `protobuf:"bytes,9,opt,name=node,proto3" json:"node,omitempty"`
 	LeafIndex          uint64                 `protobuf:"varint,10,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// What happened: "exchange" (records released or refused), "autofill",
+	// "correction", or "access_log_read" (someone read this subject's
+	// access log: the consumer and, in role, whether it was the subject or
+	// an auditor).
+	Kind string `protobuf:"bytes,11,opt,name=kind,proto3" json:"kind,omitempty"`
+	// For "access_log_read": "subject" or "auditor".
+	Role          string `protobuf:"bytes,12,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubjectAccess) Reset() {
@@ -558,6 +565,20 @@ func (x *SubjectAccess) GetLeafIndex() uint64 {
 		return x.LeafIndex
 	}
 	return 0
+}
+
+func (x *SubjectAccess) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SubjectAccess) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
 }
 
 type ListSubjectAccessesResponse struct {
@@ -900,7 +921,7 @@ const file_tongban_v1_audit_proto_rawDesc = "" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xc4\x02\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xec\x02\n" +
 	"\rSubjectAccess\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
 	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12/\n" +
@@ -914,7 +935,9 @@ const file_tongban_v1_audit_proto_rawDesc = "" +
 	"\x04node\x18\t \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
 	"leaf_index\x18\n" +
-	" \x01(\x04R\tleafIndex\"|\n" +
+	" \x01(\x04R\tleafIndex\x12\x12\n" +
+	"\x04kind\x18\v \x01(\tR\x04kind\x12\x12\n" +
+	"\x04role\x18\f \x01(\tR\x04role\"|\n" +
 	"\x1bListSubjectAccessesResponse\x125\n" +
 	"\baccesses\x18\x01 \x03(\v2\x19.tongban.v1.SubjectAccessR\baccesses\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"O\n" +
