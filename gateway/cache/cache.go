@@ -18,10 +18,12 @@ package cache
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -172,15 +174,62 @@ func New(src Source, opts Options) *Cache {
 	return c
 }
 
-// Key returns the cache key of a fetch: the dataset and a digest of the
-// canonical (deterministically marshalled) request.
+// Key returns the cache key of a fetch: the dataset and a digest of a
+// canonical form of the request. Lookups by keys, filters and pages (the
+// common case) are written out directly (lookupForm); a request with a
+// bounding box or a geometry is deterministically marshalled instead. The
+// two forms cannot coincide: the direct one starts with a zero byte, which
+// no protobuf encoding does (field number 0 does not exist).
 func Key(req *v1.FetchRequest) (string, error) {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
-	if err != nil {
-		return "", fmt.Errorf("marshalling fetch request: %w", err)
+	var sum [sha256.Size]byte
+	if req.GetBbox() == nil && req.GetGeometry() == nil {
+		bp := keyBufs.Get().(*[]byte)
+		b := lookupForm((*bp)[:0], req)
+		sum = sha256.Sum256(b)
+		if cap(b) <= 64<<10 {
+			*bp = b
+			keyBufs.Put(bp)
+		}
+	} else {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+		if err != nil {
+			return "", fmt.Errorf("marshalling fetch request: %w", err)
+		}
+		sum = sha256.Sum256(b)
 	}
-	sum := sha256.Sum256(b)
 	return req.GetDataset() + "|" + hex.EncodeToString(sum[:16]), nil
+}
+
+// keyBufs holds the buffers Key writes lookupForm into.
+var keyBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// lookupForm appends the canonical form of a request without bbox or
+// geometry: a zero byte, then the dataset, the keys and the filter (each
+// map's entries in key order) and the page token, every string
+// length-prefixed and every map preceded by its size, then the page size.
+// TestKeyCoversEveryField fails when FetchRequest gains a field this form
+// does not cover.
+func lookupForm(b []byte, req *v1.FetchRequest) []byte {
+	b = append(b, 0)
+	b = appendKeyString(b, req.GetDataset())
+	for _, m := range [...]map[string]string{req.GetKeys(), req.GetFilter()} {
+		var arr [16]string
+		names := arr[:0]
+		for k := range m {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		b = binary.AppendUvarint(b, uint64(len(names)))
+		for _, k := range names {
+			b = appendKeyString(appendKeyString(b, k), m[k])
+		}
+	}
+	b = appendKeyString(b, req.GetPageToken())
+	return binary.AppendVarint(b, int64(req.GetPageSize()))
+}
+
+func appendKeyString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
 func datasetOf(key string) string {

@@ -69,7 +69,7 @@ func TestQueryRouteMatchesGrpcGateway(t *testing.T) {
 		{"empty body", "/v1/datasets/d:query", ``, nil, nil},
 		{"two authorizations", "/v1/datasets/d:query", `{"purpose":"p"}`, []string{"Bearer a", "Bearer b"}, nil},
 		{"escape", "/v1/datasets/d:query", `{"purpose":"a\"b"}`, nil, nil},
-		{"bbox", "/v1/datasets/resources.parcels:query", `{"purpose":"p","bbox":{"min_x":114.4,"min_y":38,"max_x":114.6,"max_y":38.1}}`, nil, nil},
+		{"bbox", "/v1/datasets/resources.parcels:query", `{"purpose":"p","bbox":{"min_lon":114.4,"min_lat":38,"max_lon":114.6,"max_lat":38.1}}`, nil, nil},
 		{"quoted page size", "/v1/datasets/d:query", `{"page_size":"5"}`, nil, nil},
 		{"trailing data", "/v1/datasets/d:query", `{"purpose":"p"} {"purpose":"q"}`, nil, nil},
 		{"unknown field", "/v1/datasets/d:query", `{"purpose":"p","colour":"red"}`, nil, nil},
