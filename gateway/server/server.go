@@ -100,6 +100,8 @@ type Server struct {
 	streams *http.ServeMux
 	// streamMethods are the methods of the Streams patterns (see isStream).
 	streamMethods map[string]bool
+	checksMu      sync.Mutex
+	checkState    map[string]string // last error text of each readiness check, "" when passing
 	// streamsDone ends the open streams when shutdown begins.
 	streamsDone context.Context
 }
@@ -112,7 +114,7 @@ func New(opts Options, svcs Services) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry)}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), checkState: map[string]string{}}
 
 	grpcOpts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
@@ -307,6 +309,10 @@ func (s *Server) tlsMode() string {
 	}
 }
 
+// readyz answers the readiness probe. The body names each check and its
+// state ("ok", or "error" for a failed one) but never the error itself,
+// which may name hosts, users or files: /readyz is unauthenticated. Each
+// check's error is logged when its state changes.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -317,8 +323,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	res := result{Status: "ok", Checks: map[string]string{}}
 	code := http.StatusOK
 	for _, c := range s.opts.Checks {
-		if err := c.Fn(ctx); err != nil {
-			res.Checks[c.Name] = "error: " + err.Error()
+		err := c.Fn(ctx)
+		s.noteCheck(c, err)
+		if err != nil {
+			res.Checks[c.Name] = "error"
 			if c.Critical {
 				res.Status = "unavailable"
 				code = http.StatusServiceUnavailable
@@ -332,4 +340,23 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(res)
+}
+
+// noteCheck logs a readiness check whose state changed: its error when it
+// starts failing (or fails differently), and its recovery.
+func (s *Server) noteCheck(c Check, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	s.checksMu.Lock()
+	prev, seen := s.checkState[c.Name]
+	s.checkState[c.Name] = msg
+	s.checksMu.Unlock()
+	switch {
+	case err != nil && (!seen || prev != msg):
+		s.log.Warn("readiness check failing", "check", c.Name, "critical", c.Critical, "err", err)
+	case err == nil && seen && prev != "":
+		s.log.Info("readiness check recovered", "check", c.Name)
+	}
 }
