@@ -175,6 +175,22 @@ var rankReason = [...]string{
 	rankExpired:           ReasonGrantExpired,
 }
 
+// ReasonRank tells how specific a story a reason a field is withheld for
+// (Withheld.Reason) tells: the higher, the more specific. A request Decide
+// denies gets the reason of highest rank among the fields it withholds:
+// GRANT_EXPIRED, then GRANT_NOT_YET_VALID, PURPOSE_NOT_COVERED,
+// FIELD_NOT_GRANTED and NO_GRANT (rank 1). Any other reason ranks 0, below
+// them all. Callers that deny for Decide's reasons use it to pick the same
+// reason Decide would.
+func ReasonRank(reason string) int {
+	for r := rankExpired; r >= rankNoGrant; r-- {
+		if rankReason[r] == reason {
+			return int(r)
+		}
+	}
+	return 0
+}
+
 var rankStory = [...]string{
 	rankNone:              "",
 	rankNoGrant:           "",

@@ -122,7 +122,9 @@ func (h *ChangeHub) watch() (*hubWatcher, func()) {
 //   - With none named ("every dataset I may read"), the stream ends when
 //     none of the datasets readable at subscription time remains readable;
 //     until then the notices of a dataset that is not readable now are
-//     withheld, and resume if a grant covers it again.
+//     withheld, and resume if a grant covers it again. Such a notice
+//     triggers a check of every watched dataset at most once per
+//     SweepInterval; the periodic check runs regardless.
 //
 // A record outside the grant's jurisdiction is withheld, never a reason to
 // end. Decision errors other than PERMISSION_DENIED (for example an
@@ -142,15 +144,28 @@ type Changes struct {
 	// Heartbeat is the interval of SSE keep-alive comments (default 15s).
 	Heartbeat time.Duration
 	// RecheckInterval is how often an open stream checks that the caller
-	// still holds its grants, events or not (default 5s). The periodic
-	// checks do not charge grant quotas: when Policy is an EngineDecider
-	// they decide without its Limiter.
+	// still holds its grants, events or not (default 5s). The checks do
+	// not charge grant quotas: they decide with query.DecideFree (an
+	// EngineDecider decides without its Limiter).
 	RecheckInterval time.Duration
-	Logger          *slog.Logger
+	// SweepInterval is the least time, on the Now clock, between two
+	// checks of every watched dataset that notices trigger on a stream
+	// that named no datasets (default 1s): a notice of a dataset the
+	// caller may no longer read triggers one only when no check ran
+	// within it, so a burst of such notices costs one decision per
+	// notice, not one per watched dataset. The periodic checks run
+	// regardless.
+	SweepInterval time.Duration
+	Logger        *slog.Logger
 }
 
-// DefaultRecheckInterval is the default of Changes.RecheckInterval.
-const DefaultRecheckInterval = 5 * time.Second
+// Defaults of Changes.
+const (
+	// DefaultRecheckInterval is the default of Changes.RecheckInterval.
+	DefaultRecheckInterval = 5 * time.Second
+	// DefaultSweepInterval is the default of Changes.SweepInterval.
+	DefaultSweepInterval = time.Second
+)
 
 // WatchChanges implements the method of v1.GatewayServer: the Gateway
 // service forwards it here. Response headers are sent once the stream is
@@ -184,6 +199,11 @@ func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready fu
 	}
 	recheck := time.NewTicker(every)
 	defer recheck.Stop()
+	sweepEvery := c.SweepInterval
+	if sweepEvery <= 0 {
+		sweepEvery = DefaultSweepInterval
+	}
+	var lastSweep time.Time // of the last check of every watched dataset
 	for {
 		select {
 		case <-ctx.Done():
@@ -192,6 +212,7 @@ func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready fu
 			return apierr.New(codes.ResourceExhausted, ReasonWatchLagged,
 				"the change stream fell too far behind and was ended; reconnect and re-read the records you track")
 		case <-recheck.C:
+			lastSweep = c.now()
 			if err := c.authority(ctx, p, purpose, names, named); err != nil {
 				return err
 			}
@@ -207,8 +228,13 @@ func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready fu
 				if named {
 					return revoked(p, purpose, ev.GetDataset(), err)
 				}
-				if err := c.authority(ctx, p, purpose, names, named); err != nil {
-					return err
+				// Has the caller lost every watched dataset? Checked at
+				// most once per sweepEvery: the periodic check tells too.
+				if now := c.now(); lastSweep.IsZero() || now.Before(lastSweep) || now.Sub(lastSweep) >= sweepEvery {
+					lastSweep = now
+					if err := c.authority(ctx, p, purpose, names, named); err != nil {
+						return err
+					}
 				}
 				continue
 			case err != nil:
@@ -227,13 +253,13 @@ func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready fu
 // dataset is no longer readable, or, when the caller named none, when no
 // watched dataset remains readable. Errors other than PERMISSION_DENIED do
 // not end the stream: a check that cannot be made is made again later.
-// Quotas are not charged (see recheckPolicy).
+// Quotas are not charged: a check is not a request, so it decides with
+// query.DecideFree.
 func (c *Changes) authority(ctx context.Context, p policy.Principal, purpose string, names []string, named bool) error {
-	d := c.recheckPolicy()
 	now := c.now()
 	var denials []error
 	for _, name := range names {
-		_, err := d.Decide(ctx, policy.Request{Principal: p, Dataset: name, Purpose: purpose, Time: now})
+		_, err := query.DecideFree(ctx, c.Policy, policy.Request{Principal: p, Dataset: name, Purpose: purpose, Time: now})
 		switch {
 		case err == nil:
 			if !named {
@@ -278,22 +304,6 @@ func revoked(p policy.Principal, purpose, dataset string, denial error) error {
 	return apierr.Newf(codes.PermissionDenied, reason,
 		"the grant that let %s watch %s for purpose %q was revoked or has ended, so the subscription is closed: %s",
 		p, dataset, purpose, apierr.From(denial).Msg).With("dataset", dataset).With("purpose", purpose).WithCause(denial)
-}
-
-// recheckPolicy is the decider of the periodic authority checks: Policy,
-// without the quota limiter when it is an EngineDecider, since a check is
-// not a request and must not use up the grant's quota.
-func (c *Changes) recheckPolicy() query.Decider {
-	switch d := c.Policy.(type) {
-	case EngineDecider:
-		d.Limiter = nil
-		return d
-	case *EngineDecider:
-		if d != nil {
-			return EngineDecider{Engine: d.Engine}
-		}
-	}
-	return c.Policy
 }
 
 func (c *Changes) log() *slog.Logger {

@@ -634,3 +634,107 @@ func TestNoticeRecordIDs(t *testing.T) {
 		}
 	}
 }
+
+// countingDecider decides with a snapshot the test can replace and counts
+// every decision, charged (Decide) or not (DecideFree).
+type countingDecider struct {
+	snap atomic.Pointer[policy.Snapshot]
+	n    atomic.Int64
+}
+
+func (d *countingDecider) Decide(_ context.Context, req policy.Request) (policy.Decision, error) {
+	d.n.Add(1)
+	return d.snap.Load().Decide(req)
+}
+
+func (d *countingDecider) DecideFree(ctx context.Context, req policy.Request) (policy.Decision, error) {
+	return d.Decide(ctx, req)
+}
+
+// TestDeniedNoticesSweepAtMostOncePerInterval: on a stream that named no
+// datasets, a burst of notices of a dataset the caller may no longer read
+// costs one decision each and one check of every watched dataset per
+// SweepInterval, not one check per notice.
+func TestDeniedNoticesSweepAtMostOncePerInterval(t *testing.T) {
+	dict := datasets.Default()
+	pol := &countingDecider{}
+	pol.snap.Store(policy.Prepare(dict, testGrants(time.Now()), 1))
+	var offset atomic.Int64
+	hub := NewChangeHub(256)
+	c := &Changes{
+		Auth:            auth.New([]auth.Entry{{TokenSHA256: auth.Digest("tok-enforcement"), Identity: auth.Identity{SystemID: "enforcement-platform", Department: "enforcement"}}}),
+		Dict:            dict,
+		Policy:          pol,
+		Hub:             hub,
+		Now:             func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
+		RecheckInterval: time.Hour, // only notices trigger checks
+		SweepInterval:   time.Minute,
+		Logger:          slog.New(slog.DiscardHandler),
+	}
+	p := policy.Principal{SystemID: "enforcement-platform", Department: "enforcement"}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	names, err := c.check(ctx, p, &v1.WatchChangesRequest{Purpose: "inspection"})
+	if err != nil || len(names) < 2 || names[0] != "approval.permits" {
+		t.Fatalf("watched datasets = %v, %v; want approval.permits first of several", names, err)
+	}
+
+	ready := make(chan struct{})
+	sent := make(chan *v1.ChangeNotice, 16)
+	ended := make(chan error, 1)
+	sctx := metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer tok-enforcement"))
+	go func() {
+		ended <- c.run(sctx, &v1.WatchChangesRequest{Purpose: "inspection"},
+			func() error { close(ready); return nil },
+			func(n *v1.ChangeNotice) error { sent <- n; return nil })
+	}()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		t.Fatal("the stream never opened")
+	}
+	// The permits grant is revoked; the licences grant remains.
+	pol.snap.Store(policy.Prepare(dict, testGrants(time.Now(), "demo-enforcement-permits"), 2))
+	before := pol.n.Load()
+	if err := c.authority(ctx, p, "inspection", names, false); err != nil {
+		t.Fatal(err)
+	}
+	sweep := pol.n.Load() - before // decisions of one check of every watched dataset
+
+	// burst publishes denied permit notices, then a licence notice, and
+	// returns the decisions they cost once the licence notice is sent.
+	burst := func(denied int) int64 {
+		t.Helper()
+		start := pol.n.Load()
+		for range denied {
+			hub.Notify(permitInShijiazhuang)
+		}
+		hub.Notify(licence)
+		select {
+		case n := <-sent:
+			if n.GetRecordId() != licence.GetRecordId() {
+				t.Fatalf("sent %v, want the licence notice only", n)
+			}
+		case err := <-ended:
+			t.Fatalf("the stream ended: %v", err)
+		case <-ctx.Done():
+			t.Fatal("the licence notice never came")
+		}
+		return pol.n.Load() - start
+	}
+	const denied = 50
+	if got, want := burst(denied), int64(denied)+sweep+1; got != want {
+		t.Errorf("first burst of %d denied notices cost %d decisions, want %d (one check of %d)", denied, got, want, sweep)
+	}
+	if got, want := burst(denied), int64(denied)+1; got != want {
+		t.Errorf("second burst within the interval cost %d decisions, want %d (no check)", got, want)
+	}
+	offset.Store(int64(2 * time.Minute))
+	if got, want := burst(1), 1+sweep+1; got != want {
+		t.Errorf("a denied notice after the interval cost %d decisions, want %d (one check)", got, want)
+	}
+	cancel()
+	if err := <-ended; err != nil {
+		t.Errorf("run = %v, want nil once the caller leaves", err)
+	}
+}

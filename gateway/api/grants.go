@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/tongban/tongban/gateway/auth"
+	"github.com/tongban/tongban/gateway/query"
 	"github.com/tongban/tongban/policy"
 	"github.com/tongban/tongban/policy/workflow"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
@@ -85,16 +86,30 @@ func (l ActiveGrantLister) ActiveGrants(ctx context.Context) ([]*v1.Grant, error
 	return l.Workflow.List(ctx, workflow.Filter{State: v1.GrantState_GRANT_STATE_ACTIVE})
 }
 
-// EngineDecider adapts the policy engine (with quotas) to query.Decider.
+// EngineDecider adapts the policy engine (with quotas) to query.Decider
+// and query.FreeDecider.
 type EngineDecider struct {
-	Engine  policy.Decider
+	Engine policy.Decider
+	// Limiter charges the quotas of the grants a decision uses; nil
+	// charges none.
 	Limiter policy.Limiter
 }
 
-// Decide implements query.Decider.
+var (
+	_ query.Decider     = EngineDecider{}
+	_ query.FreeDecider = EngineDecider{}
+)
+
+// Decide implements query.Decider: it decides and charges the quotas of
+// the grants the decision uses.
 func (d EngineDecider) Decide(ctx context.Context, req policy.Request) (policy.Decision, error) {
 	if d.Limiter == nil {
 		return d.Engine.Decide(req)
 	}
 	return policy.DecideWithQuota(ctx, d.Engine, d.Limiter, req)
+}
+
+// DecideFree implements query.FreeDecider: it decides without the Limiter.
+func (d EngineDecider) DecideFree(_ context.Context, req policy.Request) (policy.Decision, error) {
+	return d.Engine.Decide(req)
 }

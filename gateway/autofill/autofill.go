@@ -82,8 +82,9 @@ const (
 
 // Defaults of an Engine.
 const (
-	DefaultDeadline = 5 * time.Second
-	DefaultPageSize = 100
+	DefaultDeadline       = 5 * time.Second
+	DefaultPageSize       = 100
+	DefaultResolveTimeout = 10 * time.Second
 )
 
 // Engine fills forms. Set the exported fields before the first call; the
@@ -112,6 +113,12 @@ type Engine struct {
 	// Deadline bounds the fan-out to the departments of one auto-fill
 	// (DefaultDeadline when zero).
 	Deadline time.Duration
+	// ResolveTimeout bounds how long a correction's resolution waits for
+	// its audit record once the append is under way, and then for the
+	// store to commit: from then on the resolution no longer follows the
+	// caller's context (see ResolveCorrection). DefaultResolveTimeout when
+	// zero.
+	ResolveTimeout time.Duration
 	// PageSize is the most records asked of one lookup (DefaultPageSize
 	// when zero).
 	PageSize int32
@@ -230,7 +237,11 @@ type fetched struct {
 
 // decided is the policy decision on one dataset for one form.
 type decided struct {
-	dec    policy.Decision
+	dec policy.Decision
+	// keys tells whether record ids may be released
+	// (query.KeyDecision): &dec, or a decision on the key fields alone
+	// when the form does not show them; nil releases none.
+	keys   *policy.Decision
 	reason string // set when denied
 	detail string // the denial's safe message, when denied
 }
@@ -252,13 +263,10 @@ func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record b
 		decisions[i] = map[string]*decided{}
 		for _, ds := range formDatasets(f) {
 			d := &decided{}
-			fields, keyOnly := e.decideFields(f, ds)
-			dec, err := e.Policy.Decide(ctx, policy.Request{
-				Principal: r.Principal, Dataset: ds, Fields: fields, Purpose: f.Purpose, Time: now,
-			})
-			if err == nil {
-				err = keyOnlyDenial(r.Principal, f.Purpose, &dec, keyOnly)
+			req := policy.Request{
+				Principal: r.Principal, Dataset: ds, Fields: fieldsOf(f, ds), Purpose: f.Purpose, Time: now,
 			}
+			dec, err := e.Policy.Decide(ctx, req)
 			if err != nil {
 				reason, ok := denyReason(err)
 				if !ok {
@@ -267,6 +275,12 @@ func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record b
 				d.reason, d.detail = reason, denyDetail(r.Principal, ds, f.Purpose, err)
 			} else {
 				d.dec = dec
+				// The record ids in the provenance are key values: the
+				// key fields the form does not show are decided apart,
+				// charging no quota and citing no grant.
+				if dsd, ok := e.Dict.Dataset(ds); ok {
+					d.keys = query.KeyDecision(ctx, e.Policy, dsd, req, &d.dec)
+				}
 			}
 			decisions[i][ds] = d
 		}
@@ -437,68 +451,6 @@ func fieldsOf(f *forms.Form, ds string) []string {
 	return out
 }
 
-// decideFields returns the fields to ask the policy for on dataset ds for
-// form f: fieldsOf, and the dataset's key fields, whose values are the
-// record ids in the provenance (an id is released only where its key
-// fields could be, see query.RecordRefs). keyOnly are the key fields
-// asked for only for that: the form neither shows nor chooses by them, so
-// they are never listed as withheld or returned. A nil fields asks for
-// every field, keys included.
-func (e *Engine) decideFields(f *forms.Form, ds string) (fields, keyOnly []string) {
-	fields = fieldsOf(f, ds)
-	if fields == nil {
-		return nil, nil
-	}
-	d, ok := e.Dict.Dataset(ds)
-	if !ok {
-		return fields, nil // the policy names the unknown dataset
-	}
-	for _, k := range d.Keys {
-		if !slices.Contains(fields, k) {
-			fields = append(fields, k)
-			keyOnly = append(keyOnly, k)
-		}
-	}
-	return fields, keyOnly
-}
-
-// keyOnlyDenial returns the denial the policy would have given had the key
-// fields in keyOnly not been asked for: when dec allows nothing else, the
-// form may show nothing of the dataset, and releasing its record ids alone
-// is no reason to read it. It returns nil when dec allows another field.
-func keyOnlyDenial(p policy.Principal, purpose string, dec *policy.Decision, keyOnly []string) error {
-	if len(keyOnly) == 0 || slices.ContainsFunc(dec.Fields, func(f string) bool { return !slices.Contains(keyOnly, f) }) {
-		return nil
-	}
-	reason, rank := policy.ReasonNoGrant, len(specificity)
-	var missing []string
-	for _, w := range dec.Withheld {
-		if slices.Contains(keyOnly, w.Field) {
-			continue
-		}
-		missing = append(missing, w.Field)
-		r := slices.Index(specificity, w.Reason)
-		if r < 0 {
-			r = len(specificity) - 1
-		}
-		if r < rank {
-			reason, rank = w.Reason, r
-		}
-	}
-	return apierr.Newf(codes.PermissionDenied, reason, "no active grant lets %s read %s fields [%s] for purpose %q",
-		p, dec.Dataset, strings.Join(missing, " "), purpose).With("dataset", dec.Dataset).With("purpose", purpose)
-}
-
-// specificity orders the reasons a field is withheld as the policy engine
-// does when it denies a whole request: the most specific first.
-var specificity = []string{
-	policy.ReasonGrantExpired,
-	policy.ReasonGrantNotYetValid,
-	policy.ReasonPurposeNotCovered,
-	policy.ReasonFieldNotGranted,
-	policy.ReasonNoGrant,
-}
-
 // audit collects what an auto-fill released.
 type audit struct {
 	mu          sync.Mutex
@@ -637,8 +589,10 @@ type formRun struct {
 // chosen is the record a source settled on, or why there is none (reason,
 // and detail for people).
 type chosen struct {
-	ds     *datasets.Dataset
-	dec    *policy.Decision
+	ds  *datasets.Dataset
+	dec *policy.Decision
+	// keys tells whether the record's id may be released (see decided).
+	keys   *policy.Decision
 	rec    *v1.SourceRecord
 	region string
 	prov   *v1.Provenance
@@ -686,7 +640,7 @@ func (fr *formRun) source(name string) *chosen {
 		c.reason, c.detail = d.reason, d.detail
 		return c
 	}
-	c.dec = &d.dec
+	c.dec, c.keys = &d.dec, d.keys
 	if dataset, f := staticBlock(fr.f, fr.decisions, s); f != "" {
 		dec := c.dec
 		if dataset != s.Dataset {
@@ -779,6 +733,18 @@ func (fr *formRun) source(name string) *chosen {
 		c.detail = notFoundDetail(ds, s)
 		return c
 	}
+	// Ties on latest are broken by the record id as the caller is shown it
+	// (Refs.Release): the id where the caller may see the key fields of
+	// that record unmasked, else its opaque reference, a keyed hash that
+	// orders records at random but the same way every time. Breaking them
+	// by the department's ids would let the choice tell the order of ids
+	// the caller may not see. Records the caller is shown no id of (no
+	// reference key) stay in the department's order, which a query shows
+	// too.
+	shown := make(map[*v1.SourceRecord]string, len(admitted))
+	for _, rec := range admitted {
+		shown[rec] = fr.e.Refs.Release(c.keys, ds, regionOf(ds, rec), rec.GetId())
+	}
 	slices.SortStableFunc(admitted, func(a, b *v1.SourceRecord) int {
 		if s.Latest != "" {
 			la := forms.Text(a.GetFields().GetFields()[s.Latest].AsInterface())
@@ -787,7 +753,7 @@ func (fr *formRun) source(name string) *chosen {
 				return n // latest first
 			}
 		}
-		return cmp.Compare(a.GetId(), b.GetId())
+		return cmp.Compare(shown[a], shown[b])
 	})
 	c.rec = admitted[0]
 	c.region = regionOf(ds, c.rec)
@@ -797,7 +763,7 @@ func (fr *formRun) source(name string) *chosen {
 	c.prov = &v1.Provenance{
 		Department: ds.Department,
 		Dataset:    ds.Name,
-		RecordId:   fr.e.Refs.Release(c.dec, ds, c.region, c.rec.GetId()),
+		RecordId:   shown[c.rec],
 		FetchedAt:  timestamppb.New(got.res.FetchedAt),
 		Delivery:   got.res.Delivery,
 	}

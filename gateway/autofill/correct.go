@@ -1,11 +1,14 @@
 package autofill
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
@@ -225,11 +228,21 @@ func (e *Engine) listCorrections(ctx context.Context, f Filter) ([]*Correction, 
 //
 // The resolution is recorded in the audit log inside the store's
 // resolution, after the correction is marked resolved and before that is
-// committed (see Store.Resolve): a resolution that cannot be recorded does
-// not take effect (fail closed), and a resolution that does not take
-// effect — the correction is unknown, or resolved already, say by another
-// gateway node racing this one — is not recorded as one. The one window
-// left is a commit that fails after the record was appended; it is logged.
+// committed (see Store.Resolve). A resolution that does not take effect —
+// the correction is unknown, or resolved already, say by another gateway
+// node racing this one — is not recorded as one, and one whose append the
+// log refuses does not take effect (fail closed).
+//
+// Until the append starts, the resolution follows ctx: a caller that
+// leaves before then resolves nothing. From then on it does not: the
+// append, and the commit after it, run under a context detached from ctx
+// and bounded by Engine.ResolveTimeout each, so that a caller leaving
+// while its entry waits to be made durable cannot undo a resolution the
+// log holds. Two windows remain, both logged at ERROR with the correction
+// id: the log does not confirm the entry within ResolveTimeout (the entry
+// may still be recorded, at an index not known; the resolution is refused
+// and the correction stays open), and the store fails to commit after the
+// entry was recorded.
 func (e *Engine) ResolveCorrection(ctx context.Context, p policy.Principal, requestID, id string) (*v1.Correction, error) {
 	if e.Corrections == nil {
 		return nil, errNoCorrections
@@ -263,24 +276,67 @@ func (e *Engine) ResolveCorrection(ctx context.Context, p policy.Principal, requ
 	if by == "" {
 		by = "department " + p.Department
 	}
+	timeout := e.ResolveTimeout
+	if timeout <= 0 {
+		timeout = DefaultResolveTimeout
+	}
+
+	// The store's transaction runs under txCtx, which ends with ctx until
+	// the append starts (detached) and is bounded after the append.
+	txCtx, cancelTx := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelTx()
+	var mu sync.Mutex
+	detached := false
+	stopFollowing := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !detached {
+			cancelTx()
+		}
+	})
+	defer stopFollowing()
 	var receipt *v1.Receipt
-	res, err := e.Corrections.Resolve(ctx, id, by, now, func(after *Correction) error {
+	var commitTimer *time.Timer
+	defer func() {
+		if commitTimer != nil {
+			commitTimer.Stop()
+		}
+	}()
+	res, err := e.Corrections.Resolve(txCtx, id, by, now, func(after *Correction) error {
 		// The record's digest commits to the correction as resolved,
 		// as returned to p.
 		digest, err := correctionDigest(e.correctionFor(p, after))
 		if err != nil {
 			return err
 		}
-		receipt, err = e.Record.RecordExchange(ctx, query.Exchange{
+		mu.Lock()
+		if err := cmp.Or(ctx.Err(), txCtx.Err()); err != nil {
+			mu.Unlock()
+			return fmt.Errorf("resolving correction %s: %w", id, err) // the caller left: nothing recorded
+		}
+		detached = true
+		mu.Unlock()
+		actx, cancel := context.WithTimeout(txCtx, timeout)
+		defer cancel()
+		receipt, err = e.Record.RecordExchange(actx, query.Exchange{
 			Time: now, RequestID: requestID, Kind: KindCorrection,
 			Consumer: p.SystemID, ConsumerDepartment: p.Department,
 			Dataset: after.Dataset, Department: after.Department, Subjects: []string{after.ApplicantID},
 			ResponseDigest: digest,
 		})
 		if err != nil {
+			receipt = nil
+			if actx.Err() != nil {
+				// The entry may have been queued and may still be
+				// recorded, at an index not known.
+				e.logger().ErrorContext(ctx, "correction resolution refused, but its audit entry may still be recorded: the audit log did not confirm it in time",
+					"correction", id, "request_id", requestID, "timeout", timeout, "err", err)
+			}
 			return apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable,
 				"the resolution could not be recorded in the audit log, so it was refused").WithCause(err)
 		}
+		// Recorded: the commit gets a bounded time of its own.
+		commitTimer = time.AfterFunc(timeout, cancelTx)
 		return nil
 	})
 	if err != nil {

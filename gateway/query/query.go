@@ -39,6 +39,26 @@ type Decider interface {
 	Decide(ctx context.Context, req policy.Request) (policy.Decision, error)
 }
 
+// FreeDecider is implemented by a Decider that can also decide without
+// charging grant quotas. DecideFree decides like Decide but charges no
+// quota, and so never fails for an exhausted or unreachable quota. It is for
+// decisions that are not requests of their own: the key fields decided only
+// to tell whether record ids may be released (see RecordRefs), and the
+// periodic checks that a change subscription still holds its grants.
+type FreeDecider interface {
+	DecideFree(ctx context.Context, req policy.Request) (policy.Decision, error)
+}
+
+// DecideFree decides req with d without charging quotas: through d's
+// DecideFree when d is a FreeDecider. A Decider that is not one is taken
+// to charge nothing, and its Decide is used.
+func DecideFree(ctx context.Context, d Decider, req policy.Request) (policy.Decision, error) {
+	if f, ok := d.(FreeDecider); ok {
+		return f.DecideFree(ctx, req)
+	}
+	return d.Decide(ctx, req)
+}
+
 // Fetcher returns unshaped department records, possibly from a cache.
 type Fetcher interface {
 	Fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRequest) (Result, error)
@@ -244,12 +264,12 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	}
 	// The fields a request selects by (keys and filter) are decided with
 	// the fields it asks for: selecting by a field the caller may not see,
-	// or may see only masked, would reveal its values. So are the
-	// dataset's key fields, whose values are the record ids in the
-	// provenance: an id is released only where its key fields could be.
+	// or may see only masked, would reveal its values. The dataset's key
+	// fields, whose values are the record ids in the provenance, are
+	// decided apart when not asked for (KeyDecision): that charges no
+	// quota and cites no grant.
 	sel := selectorFields(q)
 	decideFields := q.GetFields()
-	var keyOnly []string // key fields decided only for the record ids
 	if len(decideFields) > 0 {
 		decideFields = slices.Clone(decideFields)
 		for _, f := range sel {
@@ -257,27 +277,17 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 				decideFields = append(decideFields, f)
 			}
 		}
-		for _, f := range ds.Keys {
-			if !slices.Contains(decideFields, f) {
-				decideFields = append(decideFields, f)
-				keyOnly = append(keyOnly, f)
-			}
-		}
 	}
-	dec, err := p.decide(ctx, policy.Request{
+	preq := policy.Request{
 		Principal: r.Principal,
 		Dataset:   ds.Name,
 		Fields:    decideFields,
 		Purpose:   q.GetPurpose(),
 		Time:      now,
-	})
+	}
+	dec, err := p.decide(ctx, preq)
 	if err == nil {
 		err = checkSelectors(ds, &dec, q, sel)
-	}
-	if err == nil && len(keyOnly) > 0 && slices.ContainsFunc(dec.Withheld, func(w policy.Withheld) bool { return slices.Contains(keyOnly, w.Field) }) {
-		// Not asked for, so not withheld from the answer: only the record
-		// ids are.
-		dec.Withheld = slices.DeleteFunc(slices.Clone(dec.Withheld), func(w policy.Withheld) bool { return slices.Contains(keyOnly, w.Field) })
 	}
 	if err != nil {
 		ex.Decision = DecisionDeny
@@ -294,7 +304,7 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		returned = slices.DeleteFunc(slices.Clone(dec.Fields), func(f string) bool { return !slices.Contains(q.GetFields(), f) })
 	}
 	if len(returned) == 0 {
-		// Only the selector or key fields were allowed: as without them,
+		// Only the selector fields were allowed: as without them,
 		// nothing asked for may be shown.
 		reason := mostSpecific(dec.Withheld)
 		err := apierr.Newf(codes.PermissionDenied, reason, "no active grant lets %s read %s fields [%s] for purpose %q",
@@ -322,6 +332,9 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		return nil, err
 	}
 
+	if len(res.Records) > 0 {
+		sh.keys = KeyDecision(ctx, p.Policy, ds, preq, &dec)
+	}
 	resp := &v1.QueryResponse{
 		GrantIds:      dec.GrantIDs,
 		LegalBasis:    dec.LegalBasis,
@@ -391,26 +404,13 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	return resp, nil
 }
 
-// specificity orders the reasons a field is withheld as the policy engine
-// does when it denies a whole request: the most specific first.
-var specificity = []string{
-	policy.ReasonGrantExpired,
-	policy.ReasonGrantNotYetValid,
-	policy.ReasonPurposeNotCovered,
-	policy.ReasonFieldNotGranted,
-	policy.ReasonNoGrant,
-}
-
-// mostSpecific returns the most specific reason among withheld fields
-// (FIELD_NOT_GRANTED when there are none).
+// mostSpecific returns the most specific reason among withheld fields, as
+// the policy engine picks the reason of a request it denies
+// (policy.ReasonRank); FIELD_NOT_GRANTED when there are none.
 func mostSpecific(withheld []policy.Withheld) string {
-	reason, rank := policy.ReasonFieldNotGranted, len(specificity)+1
+	reason, rank := policy.ReasonFieldNotGranted, -1
 	for _, w := range withheld {
-		r := slices.Index(specificity, w.Reason)
-		if r < 0 {
-			r = len(specificity) // a reason this list does not know
-		}
-		if r < rank {
+		if r := policy.ReasonRank(w.Reason); r > rank {
 			reason, rank = w.Reason, r
 		}
 	}
@@ -606,6 +606,10 @@ type shaping struct {
 	unmasked []string
 	// want, when not empty, limits the fields returned.
 	want []string
+	// keys is the decision that tells whether a record's id may be
+	// released (KeyDecision): dec itself, or a decision on the key fields
+	// alone; nil releases no id.
+	keys *policy.Decision
 }
 
 // shape projects and masks one source record under the decision. It returns
@@ -614,7 +618,8 @@ type shaping struct {
 // selected it by (unmasked, for the fields in unmasked). The provenance
 // carries the record's id only where the decision gives the dataset's key
 // fields unmasked for the record's region; otherwise it carries none and
-// hideID is true: the caller puts the id's opaque reference there.
+// hideID is true: the caller puts the id's opaque reference there. Which
+// key fields the caller may see is told by sh.keys.
 func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *v1.Record, hideID, ok bool) {
 	ds, dec := sh.ds, sh.dec
 	in := src.GetFields().GetFields()
@@ -637,7 +642,13 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *
 		}
 	}
 	id := src.GetId()
-	if id != "" && !idVisible(dec, ds, region, fields) {
+	visible := false
+	if sh.keys == dec {
+		visible = idVisible(dec, ds, region, fields)
+	} else {
+		visible = IDVisible(sh.keys, ds, region)
+	}
+	if id != "" && !visible {
 		id, hideID = "", true
 	}
 	if len(sh.want) > 0 {

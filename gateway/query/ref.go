@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -95,9 +96,10 @@ func (r *RecordRefs) Ref(dataset, id string) string {
 // the id of a record whose region field holds region: the id itself when
 // IDVisible, else its opaque reference (Ref), or "" without a key. Callers
 // outside the query pipeline (change notices, auto-fill) use it with the
-// same decision they shape the record's fields by; that decision must have
-// been asked for ds's key fields (a request naming no fields asks for all),
-// or the id is treated as not visible.
+// decision KeyDecision gives them: the one they shape the record's fields
+// by when it was asked for ds's key fields (a request naming no fields
+// asks for all), else one on the key fields alone. A decision not asked
+// for the key fields, or a nil one, treats the id as not visible.
 func (r *RecordRefs) Release(dec *policy.Decision, ds *datasets.Dataset, region, id string) string {
 	if id == "" {
 		return ""
@@ -113,12 +115,39 @@ func (r *RecordRefs) Release(dec *policy.Decision, ds *datasets.Dataset, region,
 // (jurisdiction, then masks) the record's fields are shaped by. A dataset
 // with no key fields never shows its record ids.
 func IDVisible(dec *policy.Decision, ds *datasets.Dataset, region string) bool {
+	if dec == nil {
+		return false
+	}
 	return idVisible(dec, ds, region, dec.FieldsFor(region))
+}
+
+// KeyDecision returns the decision that tells whether the record ids of ds
+// may be released (IDVisible, Release) to the caller whose request req on
+// ds was decided as dec. When req asked for every key field of ds (a
+// request naming no fields asks for all), that is dec. Otherwise the key
+// fields are decided alone, with DecideFree: deciding them only to tell
+// whether an id may be shown is not reading them, so it charges no grant
+// quota, and the grants that release only them are not cited in the
+// answer or the audit record. It returns nil, so that no id is released,
+// when the caller may see no key field (or the decision fails).
+func KeyDecision(ctx context.Context, d Decider, ds *datasets.Dataset, req policy.Request, dec *policy.Decision) *policy.Decision {
+	if len(ds.Keys) == 0 {
+		return nil
+	}
+	if len(req.Fields) == 0 || !slices.ContainsFunc(ds.Keys, func(k string) bool { return !slices.Contains(req.Fields, k) }) {
+		return dec
+	}
+	req.Fields = slices.Clone(ds.Keys)
+	keys, err := DecideFree(ctx, d, req)
+	if err != nil {
+		return nil
+	}
+	return &keys
 }
 
 // idVisible is IDVisible with dec.FieldsFor(region) already computed.
 func idVisible(dec *policy.Decision, ds *datasets.Dataset, region string, fields []string) bool {
-	if len(ds.Keys) == 0 || fields == nil {
+	if dec == nil || len(ds.Keys) == 0 || fields == nil {
 		return false
 	}
 	for _, k := range ds.Keys {

@@ -1,0 +1,210 @@
+package query
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/schemas/apierr"
+	"github.com/tongban/tongban/schemas/datasets"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+)
+
+// countingLimiter wraps a policy.Limiter and counts the requests charged
+// to each key.
+type countingLimiter struct {
+	policy.Limiter
+	mu      sync.Mutex
+	charged map[string]int
+}
+
+func newCountingLimiter() *countingLimiter {
+	return &countingLimiter{Limiter: policy.NewMemoryLimiter(nil), charged: map[string]int{}}
+}
+
+func (l *countingLimiter) Allow(ctx context.Context, key string, perMinute, perDay int) (bool, error) {
+	l.mu.Lock()
+	l.charged[key]++
+	l.mu.Unlock()
+	return l.Limiter.Allow(ctx, key, perMinute, perDay)
+}
+
+func (l *countingLimiter) count(grantID string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.charged[policy.QuotaKey(grantID)]
+}
+
+// quotaDecider decides like the gateway's policy adapter: Decide charges
+// the quotas of the grants used, DecideFree charges nothing.
+type quotaDecider struct {
+	snap *policy.Snapshot
+	lim  policy.Limiter
+}
+
+func (d quotaDecider) Decide(ctx context.Context, r policy.Request) (policy.Decision, error) {
+	return policy.DecideWithQuota(ctx, d.snap, d.lim, r)
+}
+
+func (d quotaDecider) DecideFree(_ context.Context, r policy.Request) (policy.Decision, error) {
+	return d.snap.Decide(r)
+}
+
+var _ FreeDecider = quotaDecider{}
+
+// keyGrants: grant A releases name, status and region_code of licences
+// with no quota, grant B only the key field credit_code, with a quota of
+// 10 a day and a legal basis of its own.
+func keyGrants(system string) []*v1.Grant {
+	lic := "market.business_licences"
+	a := idGrant("g-a", system, lic, "1301", []string{"name", "status", "region_code"})
+	a.LegalBasis = "basis A"
+	b := idGrant("g-b", system, lic, "1301", []string{"credit_code"})
+	b.LegalBasis = "basis B"
+	b.Quota = &v1.Quota{PerDay: 10}
+	return []*v1.Grant{a, b}
+}
+
+// TestKeyOnlyGrantIsNotChargedOrCited: a grant that releases only the key
+// field, which the query neither asks for nor selects by, still lets the
+// record id be shown, but it is never charged, never exhausts, and is not
+// cited in the answer or the audit record.
+func TestKeyOnlyGrantIsNotChargedOrCited(t *testing.T) {
+	dict := datasets.Default()
+	lim := newCountingLimiter()
+	rec := &fakeRecorder{}
+	p := &Pipeline{
+		Dict:   dict,
+		Policy: quotaDecider{policy.Prepare(dict, keyGrants("k-sys"), 1), lim},
+		Fetch:  &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}},
+		Record: rec,
+		Refs:   mustRefs(t, refKey),
+	}
+	const calls = 25 // well past B's quota of 10 a day
+	for i := range calls {
+		resp, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "k-sys"}, RequestID: "r", Query: &v1.QueryRequest{
+			Dataset: "market.business_licences", Filter: map[string]string{"status": "存续"}, Purpose: "approval", Fields: []string{"name"},
+		}})
+		if err != nil {
+			t.Fatalf("query %d: %v", i+1, err)
+		}
+		if !slices.Equal(resp.GrantIds, []string{"g-a"}) || !slices.Equal(resp.LegalBasis, []string{"basis A"}) {
+			t.Fatalf("query %d cites grants %v, bases %v; want only g-a", i+1, resp.GrantIds, resp.LegalBasis)
+		}
+		if got := resp.Records[0].GetProvenance().GetRecordId(); got != goodCode {
+			t.Fatalf("query %d: record id %q, want %s (grant B releases the key)", i+1, got, goodCode)
+		}
+		if len(resp.Withheld) != 0 {
+			t.Fatalf("query %d: withheld %v", i+1, resp.Withheld)
+		}
+	}
+	if n := lim.count("g-b"); n != 0 {
+		t.Errorf("the key-only grant was charged %d times", n)
+	}
+	for _, ex := range rec.got {
+		if slices.Contains(ex.GrantIDs, "g-b") || slices.Contains(ex.LegalBasis, "basis B") {
+			t.Fatalf("audit cites the key-only grant: %+v", ex)
+		}
+	}
+
+	// Asked for, the key is read under B: B is cited and charged.
+	resp, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "k-sys"}, RequestID: "r", Query: &v1.QueryRequest{
+		Dataset: "market.business_licences", Filter: map[string]string{"status": "存续"}, Purpose: "approval", Fields: []string{"name", "credit_code"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(resp.GrantIds, "g-b") || lim.count("g-b") != 1 {
+		t.Errorf("key asked for: grants %v, charged to B %d times; want B cited and charged once", resp.GrantIds, lim.count("g-b"))
+	}
+}
+
+// TestKeyOnlyGrantIsNotChargedOnDenial: when nothing asked for is granted,
+// the request is denied without charging the grant of the key field.
+func TestKeyOnlyGrantIsNotChargedOnDenial(t *testing.T) {
+	dict := datasets.Default()
+	lic := "market.business_licences"
+	status := idGrant("g-status", "d-sys", lic, "1301", []string{"status"})
+	key := idGrant("g-key", "d-sys", lic, "1301", []string{"credit_code"})
+	key.Quota = &v1.Quota{PerDay: 10}
+	lim := newCountingLimiter()
+	rec := &fakeRecorder{}
+	f := &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}}
+	p := &Pipeline{Dict: dict, Policy: quotaDecider{policy.Prepare(dict, []*v1.Grant{status, key}, 1), lim}, Fetch: f, Record: rec}
+	for range 3 {
+		_, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "d-sys"}, RequestID: "r", Query: &v1.QueryRequest{
+			Dataset: lic, Filter: map[string]string{"status": "存续"}, Purpose: "approval", Fields: []string{"name"},
+		}})
+		if apierr.CodeOf(err) != codes.PermissionDenied {
+			t.Fatalf("err = %v, want PERMISSION_DENIED", err)
+		}
+	}
+	if n := lim.count("g-key"); n != 0 {
+		t.Errorf("denied requests charged the key-only grant %d times", n)
+	}
+	if f.calls != 0 {
+		t.Errorf("department called %d times", f.calls)
+	}
+}
+
+// TestDecideFree: the package helper uses DecideFree where the decider has
+// it, and Decide otherwise.
+func TestDecideFree(t *testing.T) {
+	dict := datasets.Default()
+	snap := policy.Prepare(dict, keyGrants("k-sys"), 1)
+	req := policy.Request{Principal: policy.Principal{SystemID: "k-sys"}, Dataset: "market.business_licences",
+		Fields: []string{"credit_code"}, Purpose: "approval", Time: time.Now()}
+	lim := newCountingLimiter()
+	for range 12 {
+		if _, err := DecideFree(context.Background(), quotaDecider{snap, lim}, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := lim.count("g-b"); n != 0 {
+		t.Errorf("DecideFree charged %d times", n)
+	}
+	if _, err := DecideFree(context.Background(), snapshotDecider{snap}, req); err != nil {
+		t.Errorf("a decider without DecideFree: %v", err)
+	}
+}
+
+// TestKeyOnlyGrantAdmitsNoRecord: a grant of the key field alone, with a
+// wider jurisdiction than the grant of the fields asked for, does not bring
+// the records of its other regions into an area query's answer (as empty
+// records showing their ids).
+func TestKeyOnlyGrantAdmitsNoRecord(t *testing.T) {
+	dict := datasets.Default()
+	const ds = "resources.parcels"
+	fields := idGrant("g-fields", "j-sys", ds, "130104", []string{"address", "region_code"})
+	key := idGrant("g-key", "j-sys", ds, "1301", []string{"parcel_id"})
+	parcel := func(id, region string) *v1.SourceRecord {
+		f, _ := structpb.NewStruct(map[string]any{"parcel_id": id, "region_code": region, "address": "中山路" + id})
+		return &v1.SourceRecord{Id: id, Fields: f}
+	}
+	rec := &fakeRecorder{}
+	p := &Pipeline{
+		Dict:   dict,
+		Policy: snapshotDecider{policy.Prepare(dict, []*v1.Grant{fields, key}, 1)},
+		Fetch:  &fakeFetcher{records: []*v1.SourceRecord{parcel("130104001", "130104"), parcel("130105002", "130105")}},
+		Record: rec,
+		Refs:   mustRefs(t, refKey),
+	}
+	resp, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "j-sys"}, RequestID: "r", Query: &v1.QueryRequest{
+		Dataset: ds, Bbox: &v1.BBox{MinLon: 114, MinLat: 37, MaxLon: 115, MaxLat: 39}, Purpose: "approval", Fields: []string{"address"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Records) != 1 || resp.Records[0].GetProvenance().GetRecordId() != "130104001" {
+		t.Fatalf("records = %v, want only the parcel of 130104, with its id", resp.Records)
+	}
+	if ex := rec.got[len(rec.got)-1]; ex.Decision != DecisionPartial || slices.Contains(ex.GrantIDs, "g-key") {
+		t.Errorf("recorded decision %s citing %v, want partial (a record outside the jurisdiction) citing only g-fields", ex.Decision, ex.GrantIDs)
+	}
+}
