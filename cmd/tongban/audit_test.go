@@ -31,6 +31,7 @@ type auditCLILog struct {
 	dir, skeyFile, vkey string
 	receipt             []byte // JSON of GET /v1/audit/entries/3
 	consistency         []byte // old_checkpoint, new_checkpoint, proof
+	consistencyAnswer   []byte // GET /v1/audit/consistency as is
 	entries             int
 }
 
@@ -105,6 +106,7 @@ func newAuditCLILog(t *testing.T) *auditCLILog {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.consistencyAnswer = restJSON(t, p)
 	// The file an auditor assembles: the old checkpoint as text, the new one
 	// as the REST answer, and the REST answer of the consistency proof.
 	var pj map[string]any
@@ -148,6 +150,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 	f := newAuditCLILog(t)
 	receipt := writeTemp(t, "receipt.json", f.receipt)
 	consistency := writeTemp(t, "consistency.json", f.consistency)
+	answer := writeTemp(t, "answer.json", f.consistencyAnswer)
 	vkeyFile := writeTemp(t, "vkey", []byte(f.vkey+"\n"))
 	_, otherVkey, err := audit.GenerateKey(auditCLIOrigin)
 	if err != nil {
@@ -186,6 +189,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 		{"receipt with another key", []string{"--receipt", receipt, "--key", otherVkey}, 1, nil},
 		{"receipt with wrong index", []string{"--receipt", wrongIndex, "--key", f.vkey}, 1, nil},
 		{"consistency", []string{"--consistency", consistency, "--key", f.vkey}, 0, []string{"old checkpoint: " + auditCLIOrigin + " size 4", "size 10", "result:         OK"}},
+		{"consistency answer as is", []string{"--consistency", answer, "--key", f.vkey}, 0, []string{"old checkpoint: " + auditCLIOrigin + " size 4", "size 10", "result:         OK"}},
 		{"consistency swapped", []string{"--consistency", swapped, "--key", f.vkey}, 1, nil},
 		{"consistency short proof", []string{"--consistency", short, "--key", f.vkey}, 1, nil},
 		{"no key", []string{"--dir", f.dir}, 2, nil},

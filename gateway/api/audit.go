@@ -302,7 +302,14 @@ func (s *Audit) GetConsistency(_ context.Context, req *v1.GetConsistencyRequest)
 	if err != nil {
 		return nil, auditError(err)
 	}
-	return &v1.ConsistencyProof{From: from, To: to, Proof: merkle.HashesToBytes(proof)}, nil
+	out := &v1.ConsistencyProof{From: from, To: to, Proof: merkle.HashesToBytes(proof)}
+	if cp, ok := s.Log.CheckpointAt(from); ok {
+		out.OldCheckpoint = checkpointMsg(cp)
+	}
+	if cp, ok := s.Log.CheckpointAt(to); ok {
+		out.NewCheckpoint = checkpointMsg(cp)
+	}
+	return out, nil
 }
 
 // KindAccessLogRead is the audit entry kind that records a read of a data

@@ -307,15 +307,25 @@ func TestAuditEntryAndProofs(t *testing.T) {
 		if err := audit.VerifyConsistency(cp1.GetNote(), cp2.GetNote(), p.GetProof(), f.vkey); err != nil {
 			t.Fatal(err)
 		}
+		// The answer carries both signed checkpoints, which verify with it.
+		if p.GetOldCheckpoint().GetNote() != cp1.GetNote() || p.GetNewCheckpoint().GetNote() != cp2.GetNote() {
+			t.Fatalf("checkpoints in the answer: %v, %v; want the ones at 5 and 12", p.GetOldCheckpoint(), p.GetNewCheckpoint())
+		}
+		if err := audit.VerifyConsistency(p.GetOldCheckpoint().GetNote(), p.GetNewCheckpoint().GetNote(), p.GetProof(), f.vkey); err != nil {
+			t.Fatal(err)
+		}
 		// to 0 means the latest checkpoint.
 		p0, err := f.svc.GetConsistency(ctx, &v1.GetConsistencyRequest{From: 5})
 		if err != nil || p0.GetTo() != 12 || len(p0.GetProof()) != len(p.GetProof()) {
 			t.Fatalf("to 0: %v %v", p0, err)
 		}
-		// A proof for other sizes does not verify.
+		// A proof for other sizes does not verify; no checkpoint of size 3.
 		p3, err := f.svc.GetConsistency(ctx, &v1.GetConsistencyRequest{From: 3, To: 12})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if p3.GetOldCheckpoint() != nil {
+			t.Fatalf("a checkpoint of size 3 was invented: %v", p3.GetOldCheckpoint())
 		}
 		if err := audit.VerifyConsistency(cp1.GetNote(), cp2.GetNote(), p3.GetProof(), f.vkey); err == nil {
 			t.Fatal("proof for 3..12 verified 5..12")

@@ -323,10 +323,17 @@ func (x *GetConsistencyRequest) GetTo() uint64 {
 }
 
 type ConsistencyProof struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
-	To            uint64                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
-	Proof         [][]byte               `protobuf:"bytes,3,rep,name=proof,proto3" json:"proof,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To    uint64                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	Proof [][]byte               `protobuf:"bytes,3,rep,name=proof,proto3" json:"proof,omitempty"`
+	// The node's signed checkpoints at sizes from and to, when it holds
+	// checkpoints of exactly those sizes (it always does for to = 0, the
+	// latest). With both present the answer is what
+	// `tongban audit verify --consistency` reads; an auditor should still
+	// compare old_checkpoint with the one it kept.
+	OldCheckpoint *Checkpoint `protobuf:"bytes,4,opt,name=old_checkpoint,json=oldCheckpoint,proto3" json:"old_checkpoint,omitempty"`
+	NewCheckpoint *Checkpoint `protobuf:"bytes,5,opt,name=new_checkpoint,json=newCheckpoint,proto3" json:"new_checkpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +385,20 @@ func (x *ConsistencyProof) GetTo() uint64 {
 func (x *ConsistencyProof) GetProof() [][]byte {
 	if x != nil {
 		return x.Proof
+	}
+	return nil
+}
+
+func (x *ConsistencyProof) GetOldCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.OldCheckpoint
+	}
+	return nil
+}
+
+func (x *ConsistencyProof) GetNewCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.NewCheckpoint
 	}
 	return nil
 }
@@ -911,11 +932,13 @@ const file_tongban_v1_audit_proto_rawDesc = "" +
 	"checkpoint\";\n" +
 	"\x15GetConsistencyRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\x04R\x02to\"L\n" +
+	"\x02to\x18\x02 \x01(\x04R\x02to\"\xca\x01\n" +
 	"\x10ConsistencyProof\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\x04R\x02to\x12\x14\n" +
-	"\x05proof\x18\x03 \x03(\fR\x05proof\"w\n" +
+	"\x05proof\x18\x03 \x03(\fR\x05proof\x12=\n" +
+	"\x0eold_checkpoint\x18\x04 \x01(\v2\x16.tongban.v1.CheckpointR\roldCheckpoint\x12=\n" +
+	"\x0enew_checkpoint\x18\x05 \x01(\v2\x16.tongban.v1.CheckpointR\rnewCheckpoint\"w\n" +
 	"\x1aListSubjectAccessesRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x1b\n" +
@@ -996,25 +1019,27 @@ var file_tongban_v1_audit_proto_goTypes = []any{
 }
 var file_tongban_v1_audit_proto_depIdxs = []int32{
 	1,  // 0: tongban.v1.AuditEntry.checkpoint:type_name -> tongban.v1.Checkpoint
-	13, // 1: tongban.v1.SubjectAccess.at:type_name -> google.protobuf.Timestamp
-	7,  // 2: tongban.v1.ListSubjectAccessesResponse.accesses:type_name -> tongban.v1.SubjectAccess
-	10, // 3: tongban.v1.TransparencyStats.exchanges:type_name -> tongban.v1.ExchangeCount
-	11, // 4: tongban.v1.TransparencyStats.denials:type_name -> tongban.v1.DenialCount
-	0,  // 5: tongban.v1.Audit.GetCheckpoint:input_type -> tongban.v1.GetCheckpointRequest
-	2,  // 6: tongban.v1.Audit.GetEntry:input_type -> tongban.v1.GetEntryRequest
-	4,  // 7: tongban.v1.Audit.GetConsistency:input_type -> tongban.v1.GetConsistencyRequest
-	6,  // 8: tongban.v1.Audit.ListSubjectAccesses:input_type -> tongban.v1.ListSubjectAccessesRequest
-	9,  // 9: tongban.v1.Audit.GetTransparencyStats:input_type -> tongban.v1.GetTransparencyStatsRequest
-	1,  // 10: tongban.v1.Audit.GetCheckpoint:output_type -> tongban.v1.Checkpoint
-	3,  // 11: tongban.v1.Audit.GetEntry:output_type -> tongban.v1.AuditEntry
-	5,  // 12: tongban.v1.Audit.GetConsistency:output_type -> tongban.v1.ConsistencyProof
-	8,  // 13: tongban.v1.Audit.ListSubjectAccesses:output_type -> tongban.v1.ListSubjectAccessesResponse
-	12, // 14: tongban.v1.Audit.GetTransparencyStats:output_type -> tongban.v1.TransparencyStats
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	1,  // 1: tongban.v1.ConsistencyProof.old_checkpoint:type_name -> tongban.v1.Checkpoint
+	1,  // 2: tongban.v1.ConsistencyProof.new_checkpoint:type_name -> tongban.v1.Checkpoint
+	13, // 3: tongban.v1.SubjectAccess.at:type_name -> google.protobuf.Timestamp
+	7,  // 4: tongban.v1.ListSubjectAccessesResponse.accesses:type_name -> tongban.v1.SubjectAccess
+	10, // 5: tongban.v1.TransparencyStats.exchanges:type_name -> tongban.v1.ExchangeCount
+	11, // 6: tongban.v1.TransparencyStats.denials:type_name -> tongban.v1.DenialCount
+	0,  // 7: tongban.v1.Audit.GetCheckpoint:input_type -> tongban.v1.GetCheckpointRequest
+	2,  // 8: tongban.v1.Audit.GetEntry:input_type -> tongban.v1.GetEntryRequest
+	4,  // 9: tongban.v1.Audit.GetConsistency:input_type -> tongban.v1.GetConsistencyRequest
+	6,  // 10: tongban.v1.Audit.ListSubjectAccesses:input_type -> tongban.v1.ListSubjectAccessesRequest
+	9,  // 11: tongban.v1.Audit.GetTransparencyStats:input_type -> tongban.v1.GetTransparencyStatsRequest
+	1,  // 12: tongban.v1.Audit.GetCheckpoint:output_type -> tongban.v1.Checkpoint
+	3,  // 13: tongban.v1.Audit.GetEntry:output_type -> tongban.v1.AuditEntry
+	5,  // 14: tongban.v1.Audit.GetConsistency:output_type -> tongban.v1.ConsistencyProof
+	8,  // 15: tongban.v1.Audit.ListSubjectAccesses:output_type -> tongban.v1.ListSubjectAccessesResponse
+	12, // 16: tongban.v1.Audit.GetTransparencyStats:output_type -> tongban.v1.TransparencyStats
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_tongban_v1_audit_proto_init() }
