@@ -4,57 +4,17 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tongban/tongban/gateway/query"
 	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/policy/policytest"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
 
-// countingLimiter wraps a MemoryLimiter and counts the requests charged to
-// each key.
-type countingLimiter struct {
-	*policy.MemoryLimiter
-	mu      sync.Mutex
-	charged map[string]int
-}
-
-func newCountingLimiter() *countingLimiter {
-	return &countingLimiter{MemoryLimiter: policy.NewMemoryLimiter(nil), charged: map[string]int{}}
-}
-
-func (l *countingLimiter) Allow(ctx context.Context, key string, perMinute, perDay int) (bool, error) {
-	l.mu.Lock()
-	l.charged[key]++
-	l.mu.Unlock()
-	return l.MemoryLimiter.Allow(ctx, key, perMinute, perDay)
-}
-
-func (l *countingLimiter) count(grantID string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.charged[policy.QuotaKey(grantID)]
-}
-
-// quotaDecider decides like the gateway's policy adapter: Decide charges
-// the quotas of the grants used, DecideFree charges nothing.
-type quotaDecider struct {
-	snap *policy.Snapshot
-	lim  policy.Limiter
-}
-
-func (d quotaDecider) Decide(ctx context.Context, r policy.Request) (policy.Decision, error) {
-	return policy.DecideWithQuota(ctx, d.snap, d.lim, r)
-}
-
-func (d quotaDecider) DecideFree(_ context.Context, r policy.Request) (policy.Decision, error) {
-	return d.snap.Decide(r)
-}
-
-var _ query.FreeDecider = quotaDecider{}
+var _ query.FreeDecider = policytest.QuotaDecider{}
 
 // TestKeyOnlyGrantIsNotChargedOrCited: tour_guide_certificate shows the
 // parcel's name but not its key, parcel_id. The grant that releases the
@@ -88,8 +48,8 @@ func TestKeyOnlyGrantIsNotChargedOrCited(t *testing.T) {
 			grants = append(grants, keyGrant(grants[i]))
 			te := newEngine(t, grants)
 			te.Refs = testRefs(t)
-			lim := newCountingLimiter()
-			te.Policy = quotaDecider{policy.Prepare(te.Dict, grants, 1), lim}
+			lim := policytest.NewCountingLimiter()
+			te.Policy = policytest.QuotaDecider{Snap: policy.Prepare(te.Dict, grants, 1), Limiter: lim}
 			const fills = 10 // past the key grant's quota of 3 a day
 			for n := range fills {
 				resp, err := te.FillForm(context.Background(), Request{Principal: approvalBureau, RequestID: "r", ApplicantID: per.ResidentID}, "tour_guide_certificate")
@@ -112,10 +72,10 @@ func TestKeyOnlyGrantIsNotChargedOrCited(t *testing.T) {
 					t.Fatalf("fill %d: audit cites the key-only grant: grants %v, bases %v", n+1, last.GrantIDs, last.LegalBasis)
 				}
 			}
-			if n := lim.count("test-parcel-ids"); n != 0 {
+			if n := lim.Count("test-parcel-ids"); n != 0 {
 				t.Errorf("the key-only grant was charged %d times", n)
 			}
-			if n := lim.count("demo-approval-parcels"); tt.filled && n != fills {
+			if n := lim.Count("demo-approval-parcels"); tt.filled && n != fills {
 				t.Errorf("the parcels grant was charged %d times in %d fills", n, fills)
 			}
 		})

@@ -3,7 +3,6 @@ package query
 import (
 	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,52 +10,13 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/policy/policytest"
 	"github.com/tongban/tongban/schemas/apierr"
 	"github.com/tongban/tongban/schemas/datasets"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
 
-// countingLimiter wraps a policy.Limiter and counts the requests charged
-// to each key.
-type countingLimiter struct {
-	policy.Limiter
-	mu      sync.Mutex
-	charged map[string]int
-}
-
-func newCountingLimiter() *countingLimiter {
-	return &countingLimiter{Limiter: policy.NewMemoryLimiter(nil), charged: map[string]int{}}
-}
-
-func (l *countingLimiter) Allow(ctx context.Context, key string, perMinute, perDay int) (bool, error) {
-	l.mu.Lock()
-	l.charged[key]++
-	l.mu.Unlock()
-	return l.Limiter.Allow(ctx, key, perMinute, perDay)
-}
-
-func (l *countingLimiter) count(grantID string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.charged[policy.QuotaKey(grantID)]
-}
-
-// quotaDecider decides like the gateway's policy adapter: Decide charges
-// the quotas of the grants used, DecideFree charges nothing.
-type quotaDecider struct {
-	snap *policy.Snapshot
-	lim  policy.Limiter
-}
-
-func (d quotaDecider) Decide(ctx context.Context, r policy.Request) (policy.Decision, error) {
-	return policy.DecideWithQuota(ctx, d.snap, d.lim, r)
-}
-
-func (d quotaDecider) DecideFree(_ context.Context, r policy.Request) (policy.Decision, error) {
-	return d.snap.Decide(r)
-}
-
-var _ FreeDecider = quotaDecider{}
+var _ FreeDecider = policytest.QuotaDecider{}
 
 // keyGrants: grant A releases name, status and region_code of licences
 // with no quota, grant B only the key field credit_code, with a quota of
@@ -77,11 +37,11 @@ func keyGrants(system string) []*v1.Grant {
 // cited in the answer or the audit record.
 func TestKeyOnlyGrantIsNotChargedOrCited(t *testing.T) {
 	dict := datasets.Default()
-	lim := newCountingLimiter()
+	lim := policytest.NewCountingLimiter()
 	rec := &fakeRecorder{}
 	p := &Pipeline{
 		Dict:   dict,
-		Policy: quotaDecider{policy.Prepare(dict, keyGrants("k-sys"), 1), lim},
+		Policy: policytest.QuotaDecider{Snap: policy.Prepare(dict, keyGrants("k-sys"), 1), Limiter: lim},
 		Fetch:  &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}},
 		Record: rec,
 		Refs:   mustRefs(t, refKey),
@@ -104,7 +64,7 @@ func TestKeyOnlyGrantIsNotChargedOrCited(t *testing.T) {
 			t.Fatalf("query %d: withheld %v", i+1, resp.Withheld)
 		}
 	}
-	if n := lim.count("g-b"); n != 0 {
+	if n := lim.Count("g-b"); n != 0 {
 		t.Errorf("the key-only grant was charged %d times", n)
 	}
 	for _, ex := range rec.got {
@@ -120,8 +80,8 @@ func TestKeyOnlyGrantIsNotChargedOrCited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(resp.GrantIds, "g-b") || lim.count("g-b") != 1 {
-		t.Errorf("key asked for: grants %v, charged to B %d times; want B cited and charged once", resp.GrantIds, lim.count("g-b"))
+	if !slices.Contains(resp.GrantIds, "g-b") || lim.Count("g-b") != 1 {
+		t.Errorf("key asked for: grants %v, charged to B %d times; want B cited and charged once", resp.GrantIds, lim.Count("g-b"))
 	}
 }
 
@@ -133,10 +93,10 @@ func TestKeyOnlyGrantIsNotChargedOnDenial(t *testing.T) {
 	status := idGrant("g-status", "d-sys", lic, "1301", []string{"status"})
 	key := idGrant("g-key", "d-sys", lic, "1301", []string{"credit_code"})
 	key.Quota = &v1.Quota{PerDay: 10}
-	lim := newCountingLimiter()
+	lim := policytest.NewCountingLimiter()
 	rec := &fakeRecorder{}
 	f := &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}}
-	p := &Pipeline{Dict: dict, Policy: quotaDecider{policy.Prepare(dict, []*v1.Grant{status, key}, 1), lim}, Fetch: f, Record: rec}
+	p := &Pipeline{Dict: dict, Policy: policytest.QuotaDecider{Snap: policy.Prepare(dict, []*v1.Grant{status, key}, 1), Limiter: lim}, Fetch: f, Record: rec}
 	for range 3 {
 		_, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "d-sys"}, RequestID: "r", Query: &v1.QueryRequest{
 			Dataset: lic, Filter: map[string]string{"status": "存续"}, Purpose: "approval", Fields: []string{"name"},
@@ -145,7 +105,7 @@ func TestKeyOnlyGrantIsNotChargedOnDenial(t *testing.T) {
 			t.Fatalf("err = %v, want PERMISSION_DENIED", err)
 		}
 	}
-	if n := lim.count("g-key"); n != 0 {
+	if n := lim.Count("g-key"); n != 0 {
 		t.Errorf("denied requests charged the key-only grant %d times", n)
 	}
 	if f.calls != 0 {
@@ -160,13 +120,13 @@ func TestDecideFree(t *testing.T) {
 	snap := policy.Prepare(dict, keyGrants("k-sys"), 1)
 	req := policy.Request{Principal: policy.Principal{SystemID: "k-sys"}, Dataset: "market.business_licences",
 		Fields: []string{"credit_code"}, Purpose: "approval", Time: time.Now()}
-	lim := newCountingLimiter()
+	lim := policytest.NewCountingLimiter()
 	for range 12 {
-		if _, err := DecideFree(context.Background(), quotaDecider{snap, lim}, req); err != nil {
+		if _, err := DecideFree(context.Background(), policytest.QuotaDecider{Snap: snap, Limiter: lim}, req); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := lim.count("g-b"); n != 0 {
+	if n := lim.Count("g-b"); n != 0 {
 		t.Errorf("DecideFree charged %d times", n)
 	}
 	if _, err := DecideFree(context.Background(), snapshotDecider{snap}, req); err != nil {

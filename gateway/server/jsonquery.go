@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -334,47 +335,14 @@ const hexDigits = "0123456789abcdef"
 // appendJSONString writes s as a JSON string: UTF-8 as is; quotation mark,
 // backslash and control characters escaped; invalid UTF-8 replaced by U+FFFD.
 func appendJSONString(b []byte, s string) []byte {
-	if utf8.ValidString(s) {
-		return appendValidJSONString(b, s)
-	}
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
+	if !utf8.ValidString(s) {
+		var v strings.Builder
+		for _, r := range s { // each invalid byte ranges as U+FFFD
+			v.WriteRune(r)
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, "\ufffd"...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
+		s = v.String()
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return appendValidJSONString(b, s)
 }
 
 // appendValidJSONString is appendJSONString for valid UTF-8: multi-byte
