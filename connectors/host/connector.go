@@ -68,6 +68,9 @@ type connector struct {
 	desc    *v1.Descriptor // from the first start; routing is fixed to it
 	health  string
 	changed chan struct{} // closed and replaced whenever inst changes
+	// cursors holds, per watched dataset set (watchKey), the last non-empty
+	// ChangeEvent.cursor delivered by a watch of this connector.
+	cursors map[string]string
 }
 
 // instance is one running plugin process.
@@ -691,14 +694,57 @@ func (c *connector) record(dataset string, start time.Time, err error) {
 	c.win.add(sample{at: start, took: took, failed: failed}, errText)
 }
 
+// watchKey identifies a watched dataset set: the sorted names, "" for all.
+func watchKey(datasets []string) string {
+	ds := slices.Clone(datasets)
+	slices.Sort(ds)
+	return strings.Join(slices.Compact(ds), ",")
+}
+
+// lastCursor returns the last non-empty cursor delivered by a watch of the
+// dataset set key, "" when there is none.
+func (c *connector) lastCursor(key string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cursors[key]
+}
+
+func (c *connector) setLastCursor(key, cursor string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cursors == nil {
+		c.cursors = map[string]string{}
+	}
+	c.cursors[key] = cursor
+}
+
 // watch streams change events of datasets (all when empty) from the plugin
 // into send, resuming on each new process, until ctx ends or send fails.
+//
+// It keeps the last non-empty cursor of an event send accepted and, when
+// the stream breaks (the plugin died or the connection failed), starts the
+// plugin's Watch again with resume_after set to it, so that changes made
+// while the plugin was down are delivered. Delivery is at least once: an
+// event may come again after a resume, which is harmless to consumers that
+// invalidate (invalidation is idempotent). The cursor is also remembered
+// per connector and dataset set for the life of the host, so a later watch
+// of the same datasets resumes where the last one left off. Without a
+// cursor (a connector that sets none), a restarted Watch begins at the
+// connector's configured start.
 func (c *connector) watch(ctx context.Context, datasets []string, send func(*v1.ChangeEvent) error) error {
+	key := watchKey(datasets)
+	resume := c.lastCursor(key)
 	var sendErr error
+	// wrapped runs on the goroutine of inst.cl.Watch, which returns before
+	// resume is read again.
 	wrapped := func(ev *v1.ChangeEvent) error {
 		if err := send(ev); err != nil {
 			sendErr = err
 			return err
+		}
+		if cur := ev.GetCursor(); cur != "" {
+			resume = cur
+			c.setLastCursor(key, cur)
 		}
 		return nil
 	}
@@ -713,7 +759,10 @@ func (c *connector) watch(ctx context.Context, datasets []string, send func(*v1.
 				continue
 			}
 		}
-		err := inst.cl.Watch(ctx, &v1.WatchRequest{Datasets: datasets}, wrapped)
+		if resume != "" {
+			c.log.Debug("resuming change stream", "cursor", resume)
+		}
+		err := inst.cl.Watch(ctx, &v1.WatchRequest{Datasets: datasets, ResumeAfter: resume}, wrapped)
 		switch {
 		case sendErr != nil:
 			return sendErr

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	builtinconn "github.com/tongban/tongban/connectors/builtin"
 	"github.com/tongban/tongban/connectors/sdk"
 	"github.com/tongban/tongban/schemas/apierr"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
@@ -30,10 +31,37 @@ import (
 // binary.
 func TestMain(m *testing.M) {
 	if os.Getenv(sdk.EnvName) != "" {
-		serveHelper()
+		if typ := os.Getenv(envServeBuiltin); typ != "" {
+			serveBuiltin(typ)
+		} else {
+			serveHelper()
+		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// envServeBuiltin, set by builtinLauncher, makes the test binary serve the
+// real built-in connector of the type it names instead of the helper.
+const envServeBuiltin = "TONGBAN_TEST_SERVE_BUILTIN"
+
+func serveBuiltin(typ string) {
+	c, err := builtinconn.New(context.Background(), typ, []byte(os.Getenv(sdk.EnvConfig)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	sdk.Serve(c)
+}
+
+// builtinLauncher runs the test binary as the real built-in connector type.
+func builtinLauncher(typ string) (*exec.Cmd, error) {
+	cmd, err := testLauncher(typ)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Env = append(cmd.Env, envServeBuiltin+"="+typ)
+	return cmd, nil
 }
 
 // helperSettings are the settings of the helper connector.

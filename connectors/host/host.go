@@ -285,7 +285,11 @@ func (h *Host) CanWatch() bool {
 
 // Watch streams the change events of datasets (all watchable datasets when
 // empty) from every connector with the "watch" capability into fn, one call
-// at a time. When a plugin restarts, watching it resumes on the new process.
+// at a time. When a plugin restarts, watching it resumes on the new process
+// after the last cursor (ChangeEvent.cursor) fn accepted, so changes made
+// while the plugin was down still arrive; a later Watch of the same datasets
+// in this host resumes likewise. Delivery is at least once: after a resume
+// an event may come twice.
 // Watch returns fn's first error, or ctx.Err() when ctx ends. An unknown
 // dataset is NOT_FOUND; a dataset whose connector cannot watch is
 // FAILED_PRECONDITION.

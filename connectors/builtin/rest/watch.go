@@ -36,6 +36,7 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -117,7 +118,8 @@ type Watch struct {
 	Event Event `yaml:"event"`
 	// Start is where a Watch call begins: "latest" (default; changes made
 	// before the call are skipped) or "earliest" (the whole feed the
-	// department keeps).
+	// department keeps). A call given WatchRequest.resume_after continues
+	// after that cursor instead.
 	Start string `yaml:"start"`
 	// PollInterval is the least time between the starts of two requests
 	// when the first returned no change (default 5s). It paces departments
@@ -350,6 +352,16 @@ var _ sdk.Watcher = (*Connector)(nil)
 // them. Changes the connector cannot read (an unknown dataset, no record id)
 // are logged and skipped. A connector without watch settings answers
 // UNIMPLEMENTED.
+//
+// Events carry the feed's cursor: with item_cursor set, each event carries
+// its own change's cursor; the last event sent from an answer of the feed
+// carries the answer's cursor (changes after it in that answer were
+// skipped). Other events carry none, so the last non-empty cursor a caller
+// received never lies beyond a change it did not receive. Given
+// req.ResumeAfter, such a cursor, Watch continues the feed after it instead
+// of at Start. When the department rejects that cursor (HTTP 400, or 410
+// Gone for a cursor it no longer keeps) on the first request, Watch logs a
+// warning and falls back to Start.
 func (c *Connector) Watch(ctx context.Context, req *v1.WatchRequest, send func(*v1.ChangeEvent) error) error {
 	w := c.watch
 	if w == nil {
@@ -372,7 +384,14 @@ func (c *Connector) Watch(ctx context.Context, req *v1.WatchRequest, send func(*
 		haveCursor bool
 		positioned = w.cfg.Start == StartEarliest
 		failures   int
+		// resuming is true until the department first answers a request
+		// after req.ResumeAfter.
+		resuming = req.GetResumeAfter() != ""
 	)
+	if resuming {
+		cursor, haveCursor, positioned = req.GetResumeAfter(), true, true
+		log.DebugContext(ctx, "resuming the change feed", "cursor", cursor)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -383,6 +402,15 @@ func (c *Connector) Watch(ctx context.Context, req *v1.WatchRequest, send func(*
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if resuming && (errors.Is(err, httpc.ErrNotFound) || apierr.CodeOf(err) == codes.InvalidArgument) {
+				// A cursor the department does not (or no longer) know:
+				// changes since it cannot be had, so start afresh.
+				log.WarnContext(ctx, "the department rejected the resume cursor; starting the change feed afresh, changes since the cursor may be missed",
+					"cursor", cursor, "start", w.cfg.Start, "err", err)
+				resuming = false
+				cursor, haveCursor, positioned = "", false, w.cfg.Start == StartEarliest
+				continue
+			}
 			failures++
 			d := w.backoff(failures)
 			log.WarnContext(ctx, "change feed request failed; retrying", "err", err, "failures", failures, "retry_in", d)
@@ -391,6 +419,7 @@ func (c *Connector) Watch(ctx context.Context, req *v1.WatchRequest, send func(*
 			}
 			continue
 		}
+		resuming = false
 		if failures > 0 {
 			log.InfoContext(ctx, "change feed answers again", "after_failures", failures)
 			failures = 0
@@ -407,6 +436,7 @@ func (c *Connector) Watch(ctx context.Context, req *v1.WatchRequest, send func(*
 			}
 			continue
 		}
+		var events []*v1.ChangeEvent
 		for i, it := range b.items {
 			ev, err := w.event(it)
 			if err != nil {
@@ -416,6 +446,15 @@ func (c *Connector) Watch(ctx context.Context, req *v1.WatchRequest, send func(*
 			if ev == nil || (want != nil && !want[ev.Dataset]) {
 				continue
 			}
+			ev.Cursor = w.itemCursorOf(it)
+			events = append(events, ev)
+		}
+		if n := len(events); n > 0 && b.haveCursor {
+			// The changes after the last event sent, if any, are skipped
+			// ones: resuming after the whole answer loses nothing.
+			events[n-1].Cursor = b.cursor
+		}
+		for _, ev := range events {
 			if err := send(ev); err != nil {
 				return fmt.Errorf("sending change of %s %s: %w", ev.Dataset, ev.RecordId, err)
 			}
@@ -438,8 +477,26 @@ type batch struct {
 	haveCursor bool
 }
 
+// itemCursorOf returns the change's own cursor (watch.item_cursor), or ""
+// when there is none or it cannot be read.
+func (w *watcher) itemCursorOf(item any) string {
+	if w.itemCursor.IsRoot() {
+		return ""
+	}
+	v, ok := w.itemCursor.Eval(item)
+	if !ok || v == nil {
+		return ""
+	}
+	s, err := conn.IDString(v)
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
 // poll sends one request: after cursor (when have), long-polling when wait
-// is true and the department supports it.
+// is true and the department supports it. A department answering 410 Gone
+// (a cursor it no longer keeps) gives httpc.ErrNotFound.
 func (w *watcher) poll(ctx context.Context, cursor string, have, wait bool) (*batch, error) {
 	q := url.Values{}
 	if have {
@@ -455,7 +512,10 @@ func (w *watcher) poll(ctx context.Context, cursor string, have, wait bool) (*ba
 	if err != nil {
 		return nil, err
 	}
-	doc, err := w.client.GetJSON(ctx, u, accept, nil)
+	doc, err := w.client.GetJSON(ctx, u, accept, []int{http.StatusGone})
+	if errors.Is(err, httpc.ErrNotFound) {
+		return nil, fmt.Errorf("reading the change feed: 410 Gone for cursor %q: %w", cursor, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the change feed: %w", err)
 	}

@@ -262,7 +262,8 @@ func TestWatchLongPollAdvancesCursor(t *testing.T) {
 	at := timestamppb.New(time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC))
 	want := []*v1.ChangeEvent{
 		{Dataset: "market.business_licences", RecordId: "L1", Keys: map[string]string{"credit_code": "L1", "region_code": "130102"}, Op: "upsert", At: at},
-		{Dataset: "market.enterprises", RecordId: "L1", Keys: map[string]string{"credit_code": "L1"}, Op: "upsert", At: at},
+		// The last event of an answer carries the answer's cursor.
+		{Dataset: "market.enterprises", RecordId: "L1", Keys: map[string]string{"credit_code": "L1"}, Op: "upsert", At: at, Cursor: "2"},
 	}
 	for _, w := range want {
 		if got := next(t, events); !proto.Equal(got, w) {
@@ -707,6 +708,171 @@ watch: {path: /c, items: /changes, cursor: /last_seq, wait_param: wait}
 			_, err := Parse([]byte(in))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Parse error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// collect runs Watch until send has seen n events or returned stop, and
+// returns the events and Watch's error.
+func collect(t *testing.T, c *Connector, req *v1.WatchRequest, n int) ([]*v1.ChangeEvent, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), guard)
+	defer cancel()
+	enough := errors.New("enough events")
+	var got []*v1.ChangeEvent
+	err := c.Watch(ctx, req, func(ev *v1.ChangeEvent) error {
+		got = append(got, ev)
+		if len(got) == n {
+			return enough
+		}
+		return nil
+	})
+	if !errors.Is(err, enough) {
+		return got, err
+	}
+	return got, nil
+}
+
+func TestWatchEventCursors(t *testing.T) {
+	type want struct{ id, cursor string }
+	itemCursor := `
+  path: /feed
+  cursor_param: after
+  limit_param: max
+  limit: 3
+  items: /result/items
+  cursor: /result/next
+  item_cursor: /no
+  event: {dataset: /ds, datasets: {licences: market.business_licences, enterprises: market.enterprises}, record_id: /id, op: /kind}
+  start: earliest`
+	// The feed: 1 L1, 2 E1, 3 L2, 4 X (a dataset the connector does not
+	// serve), 5 L3, 6 E2, 7 L4.
+	tests := []struct {
+		name, watch string
+		datasets    []string
+		want        []want
+	}{
+		// Answers of two changes: 1-2, 3-4, 5-6, 7. Only the last event
+		// sent from an answer carries a cursor, the answer's, even when
+		// skipped changes follow it.
+		{"answer cursor on the last event", "", nil, []want{{"L1", ""}, {"E1", "2"}, {"L2", "4"}, {"L3", ""}, {"E2", "6"}, {"L4", "7"}}},
+		// The answer 3-4 sends no event, so no cursor.
+		{"filtered", "", []string{"market.enterprises"}, []want{{"E1", "2"}, {"E2", "6"}}},
+		// With item_cursor, each event carries its own change's cursor.
+		// Answers of three: 1-3, 4-6, 7.
+		{"item cursors", itemCursor, nil, []want{{"L1", "1"}, {"E1", "2"}, {"L2", "3"}, {"L3", "5"}, {"E2", "6"}, {"L4", "7"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, srv := startFeed(t)
+			c := mustNew(t, feedYAML(srv.URL, tt.watch))
+			f.add(change("licences", "L1", "created"), change("enterprises", "E1", "created"),
+				change("licences", "L2", "created"), change("parcels", "X", "created"),
+				change("licences", "L3", "created"), change("enterprises", "E2", "created"),
+				change("licences", "L4", "created"))
+			got, err := collect(t, c, &v1.WatchRequest{Datasets: tt.datasets}, len(tt.want))
+			if err != nil {
+				t.Fatalf("Watch = %v after %v", err, got)
+			}
+			var gotw []want
+			for _, ev := range got {
+				gotw = append(gotw, want{ev.RecordId, ev.Cursor})
+			}
+			if !slices.Equal(gotw, tt.want) {
+				t.Errorf("events (id, cursor) = %v, want %v", gotw, tt.want)
+			}
+		})
+	}
+}
+
+func TestWatchResumesAfterCursor(t *testing.T) {
+	f, srv := startFeed(t)
+	// start: latest would skip every change below; resume_after wins.
+	c := mustNew(t, strings.Replace(feedYAML(srv.URL, ""), "start: earliest", "start: latest", 1))
+	for _, id := range []string{"L1", "L2", "L3", "L4", "L5"} {
+		f.add(change("licences", id, "created"))
+	}
+	got, err := collect(t, c, &v1.WatchRequest{ResumeAfter: "2"}, 3)
+	if err != nil {
+		t.Fatalf("Watch = %v after %v", err, got)
+	}
+	var ids []string
+	for _, ev := range got {
+		ids = append(ids, ev.RecordId)
+	}
+	if want := []string{"L3", "L4", "L5"}; !slices.Equal(ids, want) {
+		t.Errorf("events after cursor 2 = %v, want %v", ids, want)
+	}
+	if q := f.queryLog()[0]; q.Get("after") != "2" || q.Get("hold") != "30" {
+		t.Errorf("first request %v, want after=2 as a long poll (no skipping to the end)", q)
+	}
+}
+
+// A resume from the last non-empty cursor a caller received never skips
+// a change it did not receive, even when it stopped inside an answer.
+func TestWatchResumeNeverSkipsAPartlyDeliveredAnswer(t *testing.T) {
+	f, srv := startFeed(t)
+	c := mustNew(t, feedYAML(srv.URL, "")) // answers of two changes
+	for _, id := range []string{"L1", "L2", "L3", "L4", "L5"} {
+		f.add(change("licences", id, "created"))
+	}
+	seen := map[string]bool{}
+	cursor := ""
+	// The first run takes L1, L2 and L3 and refuses L4, the second event
+	// of the answer 3-4, as if the plugin died between the events of one
+	// answer. Later runs resume from the last non-empty cursor.
+	for run := 0; run < 10 && len(seen) < 5; run++ {
+		stop := errors.New("plugin died")
+		n := 0
+		ctx, cancel := context.WithTimeout(t.Context(), guard)
+		err := c.Watch(ctx, &v1.WatchRequest{ResumeAfter: cursor}, func(ev *v1.ChangeEvent) error {
+			n++
+			if n == 4 {
+				return stop
+			}
+			seen[ev.RecordId] = true
+			if ev.Cursor != "" {
+				cursor = ev.Cursor
+			}
+			if len(seen) == 5 {
+				return stop // all there: end the run
+			}
+			return nil
+		})
+		cancel()
+		if !errors.Is(err, stop) {
+			t.Fatalf("run %d: Watch = %v, want the send error", run, err)
+		}
+	}
+	if cursor != "5" {
+		t.Errorf("last cursor %q, want 5", cursor)
+	}
+	for _, id := range []string{"L1", "L2", "L3", "L4", "L5"} {
+		if !seen[id] {
+			t.Errorf("change %s was never delivered (delivered: %v)", id, seen)
+		}
+	}
+}
+
+func TestWatchRejectedResumeCursorStartsAfresh(t *testing.T) {
+	for _, status := range []int{http.StatusGone, http.StatusBadRequest} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			f, srv := startFeed(t)
+			c := mustNew(t, strings.Replace(feedYAML(srv.URL, ""), "start: earliest", "start: latest", 1))
+			f.add(change("licences", "OLD", "created"))
+			f.fault(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, status, map[string]any{"code": status}) })
+			events, _ := watching(t, c, &v1.WatchRequest{ResumeAfter: "expired"})
+			q := waitFor(t, f.waiting, "a long poll")
+			if q.Get("after") != "1" {
+				t.Fatalf("long poll after %q, want the end of the feed, 1 (start latest)", q.Get("after"))
+			}
+			f.add(change("licences", "NEW", "created"))
+			if ev := next(t, events); ev.RecordId != "NEW" {
+				t.Fatalf("event = %v, want NEW", ev)
+			}
+			if q := f.queryLog()[0]; q.Get("after") != "expired" {
+				t.Errorf("first request %v, want after=expired", q)
 			}
 		})
 	}

@@ -848,10 +848,19 @@ func (x *HealthResponse) GetDetail() string {
 	return ""
 }
 
+// WatchRequest asks a connector for its change stream. Field 2 was added
+// after the first release; proto3 ignores unknown fields, so hosts and
+// plugins of either age still understand each other (an older plugin starts
+// at its configured position), and the handshake version is unchanged.
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Datasets to watch; empty means all.
-	Datasets      []string `protobuf:"bytes,1,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	Datasets []string `protobuf:"bytes,1,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	// Resume the change feed after this cursor, a ChangeEvent.cursor of an
+	// earlier stream of the same connector and datasets; empty starts where
+	// the connector's settings say (e.g. the feed's newest position). A
+	// connector that keeps no cursor ignores it.
+	ResumeAfter   string `protobuf:"bytes,2,opt,name=resume_after,json=resumeAfter,proto3" json:"resume_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -893,7 +902,16 @@ func (x *WatchRequest) GetDatasets() []string {
 	return nil
 }
 
-// ChangeEvent says that a department record changed.
+func (x *WatchRequest) GetResumeAfter() string {
+	if x != nil {
+		return x.ResumeAfter
+	}
+	return ""
+}
+
+// ChangeEvent says that a department record changed. Field 6 was added
+// after the first release and is optional (proto3 compatible: older hosts
+// ignore it, older plugins leave it empty).
 type ChangeEvent struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Dataset  string                 `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
@@ -901,8 +919,14 @@ type ChangeEvent struct {
 	// Key fields of the changed record.
 	Keys map[string]string `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// "upsert" or "delete".
-	Op            string                 `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	Op string                 `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
+	At *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	// Opaque position of the department's change feed after this event, set
+	// by connectors that have one; passed back as WatchRequest.resume_after,
+	// it resumes the stream after this event. It may be empty on some events
+	// (e.g. all but the last of a page of the feed): the position to resume
+	// from is then the last non-empty cursor received.
+	Cursor        string `protobuf:"bytes,6,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -972,6 +996,13 @@ func (x *ChangeEvent) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ChangeEvent) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
 var File_tongban_v1_connector_proto protoreflect.FileDescriptor
 
 const file_tongban_v1_connector_proto_rawDesc = "" +
@@ -1032,15 +1063,17 @@ const file_tongban_v1_connector_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x0f\n" +
 	"\rHealthRequest\"(\n" +
 	"\x0eHealthResponse\x12\x16\n" +
-	"\x06detail\x18\x01 \x01(\tR\x06detail\"*\n" +
+	"\x06detail\x18\x01 \x01(\tR\x06detail\"M\n" +
 	"\fWatchRequest\x12\x1a\n" +
-	"\bdatasets\x18\x01 \x03(\tR\bdatasets\"\xf0\x01\n" +
+	"\bdatasets\x18\x01 \x03(\tR\bdatasets\x12!\n" +
+	"\fresume_after\x18\x02 \x01(\tR\vresumeAfter\"\x88\x02\n" +
 	"\vChangeEvent\x12\x18\n" +
 	"\adataset\x18\x01 \x01(\tR\adataset\x12\x1b\n" +
 	"\trecord_id\x18\x02 \x01(\tR\brecordId\x125\n" +
 	"\x04keys\x18\x03 \x03(\v2!.tongban.v1.ChangeEvent.KeysEntryR\x04keys\x12\x0e\n" +
 	"\x02op\x18\x04 \x01(\tR\x02op\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x1a7\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06cursor\x18\x06 \x01(\tR\x06cursor\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xa3\x01\n" +
