@@ -406,8 +406,10 @@ func (s *Audit) ListSubjectAccesses(ctx context.Context, req *v1.ListSubjectAcce
 			Node:               node,
 			LeafIndex:          r.Index,
 			Kind:               e.Kind,
-			Role:               e.Details["role"],
 		})
+		if e.Kind == KindAccessLogRead {
+			out.Accesses[len(out.Accesses)-1].Role = e.Details["role"]
+		}
 	}
 	if next != 0 {
 		out.NextPageToken = strconv.FormatUint(next, 10) + "." + strconv.FormatUint(bound, 10)

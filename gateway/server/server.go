@@ -311,8 +311,9 @@ func (s *Server) tlsMode() string {
 
 // readyz answers the readiness probe. The body names each check and its
 // state ("ok", or "error" for a failed one) but never the error itself,
-// which may name hosts, users or files: /readyz is unauthenticated. Each
-// check's error is logged when its state changes.
+// which may name hosts, users or files: /readyz is unauthenticated. A
+// check's error is logged when the check starts failing or its error
+// changes, and its recovery once.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -324,7 +325,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	code := http.StatusOK
 	for _, c := range s.opts.Checks {
 		err := c.Fn(ctx)
-		s.noteCheck(c, err)
+		if ctx.Err() == nil {
+			// A probe cut short (its client left, or the time ran out)
+			// says nothing about the check's own state.
+			s.noteCheck(c, err)
+		}
 		if err != nil {
 			res.Checks[c.Name] = "error"
 			if c.Critical {

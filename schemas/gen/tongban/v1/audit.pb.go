@@ -477,10 +477,10 @@ type SubjectAccess struct {
 	Decision           string                 `protobuf:"bytes,8,opt,name=decision,proto3" json:"decision,omitempty"`
 	Node               string                 `protobuf:"bytes,9,opt,name=node,proto3" json:"node,omitempty"`
 	LeafIndex          uint64                 `protobuf:"varint,10,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
-	// What happened: "exchange" (records released or refused), "autofill",
-	// "correction", or "access_log_read" (someone read this subject's
-	// access log: the consumer and, in role, whether it was the subject or
-	// an auditor).
+	// What happened: "query" (a dataset query, released or refused),
+	// "autofill", "correction", "exchange" (another exchange), or
+	// "access_log_read" (someone read this subject's access log: the
+	// consumer and, in role, whether it was the subject or an auditor).
 	Kind string `protobuf:"bytes,11,opt,name=kind,proto3" json:"kind,omitempty"`
 	// For "access_log_read": "subject" or "auditor".
 	Role          string `protobuf:"bytes,12,opt,name=role,proto3" json:"role,omitempty"`
