@@ -145,8 +145,10 @@ type Changes struct {
 	Heartbeat time.Duration
 	// RecheckInterval is how often an open stream checks that the caller
 	// still holds its grants, events or not (default 5s). The checks do
-	// not charge grant quotas: they decide with query.DecideFree (an
-	// EngineDecider decides without its Limiter).
+	// not charge grant quotas when Policy is a query.FreeDecider (an
+	// EngineDecider is: it decides without its Limiter); with a Policy
+	// that is not, they decide with Decide, and so charge quotas, and a
+	// warning says so once.
 	RecheckInterval time.Duration
 	// SweepInterval is the least time, on the Now clock, between two
 	// checks of every watched dataset that notices trigger on a stream
@@ -157,6 +159,8 @@ type Changes struct {
 	// regardless.
 	SweepInterval time.Duration
 	Logger        *slog.Logger
+
+	freeWarn sync.Once
 }
 
 // Defaults of Changes.
@@ -254,12 +258,12 @@ func (c *Changes) run(ctx context.Context, req *v1.WatchChangesRequest, ready fu
 // watched dataset remains readable. Errors other than PERMISSION_DENIED do
 // not end the stream: a check that cannot be made is made again later.
 // Quotas are not charged: a check is not a request, so it decides with
-// query.DecideFree.
+// decideFree.
 func (c *Changes) authority(ctx context.Context, p policy.Principal, purpose string, names []string, named bool) error {
 	now := c.now()
 	var denials []error
 	for _, name := range names {
-		_, err := query.DecideFree(ctx, c.Policy, policy.Request{Principal: p, Dataset: name, Purpose: purpose, Time: now})
+		_, err := c.decideFree(ctx, policy.Request{Principal: p, Dataset: name, Purpose: purpose, Time: now})
 		switch {
 		case err == nil:
 			if !named {
@@ -304,6 +308,21 @@ func revoked(p policy.Principal, purpose, dataset string, denial error) error {
 	return apierr.Newf(codes.PermissionDenied, reason,
 		"the grant that let %s watch %s for purpose %q was revoked or has ended, so the subscription is closed: %s",
 		p, dataset, purpose, apierr.From(denial).Msg).With("dataset", dataset).With("purpose", purpose).WithCause(denial)
+}
+
+// decideFree decides req without charging grant quotas, with the
+// DecideFree of Policy. A Policy that is not a query.FreeDecider cannot:
+// req is then decided with Decide, which may charge quotas, and the first
+// such check logs a warning saying so.
+func (c *Changes) decideFree(ctx context.Context, req policy.Request) (policy.Decision, error) {
+	if f, ok := c.Policy.(query.FreeDecider); ok {
+		return f.DecideFree(ctx, req)
+	}
+	c.freeWarn.Do(func() {
+		c.log().WarnContext(ctx, "change subscription rechecks will charge grant quotas: the policy decider cannot decide without charging them (it is not a query.FreeDecider)",
+			"decider", fmt.Sprintf("%T", c.Policy))
+	})
+	return c.Policy.Decide(ctx, req)
 }
 
 func (c *Changes) log() *slog.Logger {

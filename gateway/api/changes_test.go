@@ -422,6 +422,55 @@ func TestRecheckChargesNoQuota(t *testing.T) {
 	}
 }
 
+// chargingDecider decides with Decide only: it is not a
+// query.FreeDecider.
+type chargingDecider struct{ d EngineDecider }
+
+func (c chargingDecider) Decide(ctx context.Context, req policy.Request) (policy.Decision, error) {
+	return c.d.Decide(ctx, req)
+}
+
+// TestRecheckWithoutFreeDeciderWarnsOnce: with a Policy that cannot decide
+// without charging quotas, the checks decide with Decide (and so charge)
+// and the first one logs a warning saying so; later checks log it no more.
+// A FreeDecider logs nothing.
+func TestRecheckWithoutFreeDeciderWarnsOnce(t *testing.T) {
+	dict := datasets.Default()
+	snap := policy.Prepare(dict, testGrants(time.Now()), 1)
+	p := policy.Principal{SystemID: "enforcement-platform", Department: "enforcement"}
+	for _, tc := range []struct {
+		name     string
+		mk       func(*countingLimiter) query.Decider
+		warnings int
+		charged  bool
+	}{
+		{"not a FreeDecider", func(l *countingLimiter) query.Decider {
+			return chargingDecider{EngineDecider{Engine: snap, Limiter: l}}
+		}, 1, true},
+		{"FreeDecider", func(l *countingLimiter) query.Decider { return EngineDecider{Engine: snap, Limiter: l} }, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := &countingLimiter{}
+			var logs bytes.Buffer
+			c := &Changes{Dict: dict, Policy: tc.mk(lim), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			for range 5 {
+				if err := c.authority(context.Background(), p, "inspection", []string{"approval.permits"}, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := strings.Count(logs.String(), "level=WARN"); got != tc.warnings {
+				t.Errorf("%d warnings logged, want %d; logs:\n%s", got, tc.warnings, logs.String())
+			}
+			if tc.warnings > 0 && !strings.Contains(logs.String(), "charge grant quotas") {
+				t.Errorf("the warning does not say the checks charge quotas: %s", logs.String())
+			}
+			if charged := lim.n.Load() > 0; charged != tc.charged {
+				t.Errorf("checks charged %d requests, want charged: %v", lim.n.Load(), tc.charged)
+			}
+		})
+	}
+}
+
 func TestWatchChangesRefuses(t *testing.T) {
 	f := newWatchFixture(t)
 	tests := []struct {

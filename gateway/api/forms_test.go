@@ -109,10 +109,18 @@ func TestFormsService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		found := false
 		for _, got := range l.GetCorrections() {
-			if got.GetId() == held.ID && got.GetRecordId() != want {
+			if got.GetId() != held.ID {
+				continue
+			}
+			found = true
+			if got.GetRecordId() != want {
 				t.Errorf("%s reads record id %q, want %q", token, got.GetRecordId(), want)
 			}
+		}
+		if !found {
+			t.Errorf("%s lists %d corrections of market without %s", token, len(l.GetCorrections()), held.ID)
 		}
 	}
 	// Only the correction's department (or an admin) resolves it.

@@ -105,10 +105,11 @@ type Engine struct {
 	Corrections Store
 	// Refs stands in for record ids the caller may not see, as in the
 	// query pipeline (query.RecordRefs): a provenance names the
-	// department's record id only where the decision on the dataset
-	// releases every key field of that record unmasked, and otherwise the
-	// id's opaque reference, the same one a query gives. Nil omits such
-	// ids. Corrections keep the real id (see Correction.RecordID).
+	// department's record id only where the form's own decision on the
+	// dataset (over the fields it shows and the fields it chooses records
+	// by) releases every key field of that record unmasked, and otherwise
+	// the id's opaque reference, the same one a query gives. Nil omits
+	// such ids. Corrections keep the real id (see Correction.RecordID).
 	Refs *query.RecordRefs
 	// Deadline bounds the fan-out to the departments of one auto-fill
 	// (DefaultDeadline when zero).
@@ -237,11 +238,11 @@ type fetched struct {
 
 // decided is the policy decision on one dataset for one form.
 type decided struct {
-	dec policy.Decision
-	// keys tells whether record ids may be released
-	// (query.KeyDecision): &dec, or a decision on the key fields alone
-	// when the form does not show them; nil releases none.
-	keys   *policy.Decision
+	// dec also tells whether record ids may be released
+	// (query.RecordRefs.Release): only where it gives every key field
+	// unmasked, that is when the form shows the key fields or chooses its
+	// records by them.
+	dec    policy.Decision
 	reason string // set when denied
 	detail string // the denial's safe message, when denied
 }
@@ -275,12 +276,6 @@ func (e *Engine) fill(ctx context.Context, r Request, fs []*forms.Form, record b
 				d.reason, d.detail = reason, denyDetail(r.Principal, ds, f.Purpose, err)
 			} else {
 				d.dec = dec
-				// The record ids in the provenance are key values: the
-				// key fields the form does not show are decided apart,
-				// charging no quota and citing no grant.
-				if dsd, ok := e.Dict.Dataset(ds); ok {
-					d.keys = query.KeyDecision(ctx, e.Policy, dsd, req, &d.dec)
-				}
 			}
 			decisions[i][ds] = d
 		}
@@ -589,10 +584,8 @@ type formRun struct {
 // chosen is the record a source settled on, or why there is none (reason,
 // and detail for people).
 type chosen struct {
-	ds  *datasets.Dataset
-	dec *policy.Decision
-	// keys tells whether the record's id may be released (see decided).
-	keys   *policy.Decision
+	ds     *datasets.Dataset
+	dec    *policy.Decision
 	rec    *v1.SourceRecord
 	region string
 	prov   *v1.Provenance
@@ -640,7 +633,7 @@ func (fr *formRun) source(name string) *chosen {
 		c.reason, c.detail = d.reason, d.detail
 		return c
 	}
-	c.dec, c.keys = &d.dec, d.keys
+	c.dec = &d.dec
 	if dataset, f := staticBlock(fr.f, fr.decisions, s); f != "" {
 		dec := c.dec
 		if dataset != s.Dataset {
@@ -743,7 +736,7 @@ func (fr *formRun) source(name string) *chosen {
 	// too.
 	shown := make(map[*v1.SourceRecord]string, len(admitted))
 	for _, rec := range admitted {
-		shown[rec] = fr.e.Refs.Release(c.keys, ds, regionOf(ds, rec), rec.GetId())
+		shown[rec] = fr.e.Refs.Release(c.dec, ds, regionOf(ds, rec), rec.GetId())
 	}
 	slices.SortStableFunc(admitted, func(a, b *v1.SourceRecord) int {
 		if s.Latest != "" {

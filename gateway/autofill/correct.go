@@ -38,11 +38,14 @@ var errNoCorrections = apierr.New(codes.Unimplemented, apierr.ReasonUnimplemente
 // The queued correction keeps the department's id of the record (the
 // department needs it to correct the record), whatever the caller may
 // see. The correction returned shows the caller the record id as the
-// auto-fill showed it: the id itself where the caller may see the
-// dataset's key fields of that record, else its opaque reference (or none
-// without Engine.Refs); a caller of the department the correction is
-// queued to sees the id. The audit record's digest covers the correction
-// as returned.
+// auto-fill showed it: the id itself where the form's decision releases
+// the dataset's key fields of that record unmasked (the form shows them or
+// chooses its record by them), else its opaque reference (or none without
+// Engine.Refs); a caller of the department the correction is queued to
+// sees the id. The audit record's digest covers the correction
+// as returned but with the record id always in its reference form
+// (Engine.Refs; no id without it), whoever the caller is (see
+// correctionDigest).
 func (e *Engine) CreateCorrection(ctx context.Context, p policy.Principal, requestID string, req *v1.CreateCorrectionRequest) (*v1.Correction, error) {
 	if e.Corrections == nil {
 		return nil, errNoCorrections
@@ -123,7 +126,7 @@ func (e *Engine) CreateCorrection(ctx context.Context, p policy.Principal, reque
 	if prov != nil && prov.GetRecordId() == c.RecordID {
 		shown.RecordId = c.RecordID // the auto-fill showed the caller the id
 	}
-	digest, err := correctionDigest(shown)
+	digest, err := correctionDigest(e.auditedCorrection(c))
 	if err != nil {
 		return nil, err
 	}
@@ -223,8 +226,10 @@ func (e *Engine) listCorrections(ctx context.Context, f Filter) ([]*Correction, 
 // ResolveCorrection marks a correction resolved once its department has
 // dealt with it. Only the department's own systems (p.Department equal to
 // the correction's department) or a principal with role "admin" may. The
-// correction returned, and the digest recorded, show the record id as p
-// may see it (see ListCorrectionsAs): an admin sees the reference.
+// correction returned shows the record id as p may see it (see
+// ListCorrectionsAs): an admin sees the reference. The digest recorded
+// covers the resolved correction with the record id in its reference form,
+// whoever p is (see correctionDigest).
 //
 // The resolution is recorded in the audit log inside the store's
 // resolution, after the correction is marked resolved and before that is
@@ -304,8 +309,8 @@ func (e *Engine) ResolveCorrection(ctx context.Context, p policy.Principal, requ
 	}()
 	res, err := e.Corrections.Resolve(txCtx, id, by, now, func(after *Correction) error {
 		// The record's digest commits to the correction as resolved,
-		// as returned to p.
-		digest, err := correctionDigest(e.correctionFor(p, after))
+		// with the record id as a reference.
+		digest, err := correctionDigest(e.auditedCorrection(after))
 		if err != nil {
 			return err
 		}
@@ -365,11 +370,21 @@ func (e *Engine) CorrectionCounts(ctx context.Context) ([]Count, error) {
 	return cs, nil
 }
 
-// correctionDigest is the SHA-256 of the deterministic encoding of a
-// correction as released to the caller, recorded in the audit log. It is
-// never taken over a record id the caller was not shown: whoever reads the
-// log entry knows the rest of the correction and could test guesses of
-// the id against it.
+// auditedCorrection returns the API form of c that its audit digest
+// covers: the record id is always the id's opaque reference
+// (Engine.Refs), or none without it, whoever the caller is.
+func (e *Engine) auditedCorrection(c *Correction) *v1.Correction {
+	out := c.Proto()
+	out.RecordId = e.Refs.Ref(c.Dataset, c.RecordID)
+	return out
+}
+
+// correctionDigest is the SHA-256 of the deterministic encoding of c,
+// recorded in the audit log. c must be the audited form of a correction
+// (auditedCorrection): its record id is the reference, never the real id,
+// even when the caller was shown the real id. An auditor who reads the
+// log entry and sees every other field of the correction (ListCorrectionsAs)
+// could otherwise test guesses of the id against the digest offline.
 func correctionDigest(c *v1.Correction) (string, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	if err != nil {

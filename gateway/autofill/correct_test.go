@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/tongban/tongban/gateway/query"
 	"github.com/tongban/tongban/policy"
 	"github.com/tongban/tongban/schemas/apierr"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
@@ -42,13 +43,17 @@ func raiseCorrection(t *testing.T, te *testEngine) *v1.Correction {
 }
 
 // resolutions returns the audit records of resolutions among ex: the
-// correction records whose digest commits to a resolved correction.
-func resolutions(t *testing.T, ex []queryExchange, c *v1.Correction) int {
+// correction records whose digest commits to c resolved, with its record
+// id as the reference refs gives (none when refs is nil). c is the
+// correction as returned to a raiser who was shown the real record id.
+func resolutions(t *testing.T, refs *query.RecordRefs, ex []queryExchange, c *v1.Correction) int {
 	t.Helper()
 	resolved := &Correction{ID: c.GetId(), Form: c.GetForm(), Field: c.GetField(), Dataset: c.GetDataset(), Department: c.GetDepartment(),
 		RecordID: c.GetRecordId(), CurrentValue: c.GetCurrentValue(), ProposedValue: c.GetProposedValue(), Comment: c.GetComment(),
 		State: StateResolved, RaisedBy: c.GetRaisedBy(), RaisedAt: c.GetRaisedAt().AsTime()}
-	want, err := correctionDigest(resolved.Proto())
+	audited := resolved.Proto()
+	audited.RecordId = refs.Ref(c.GetDataset(), c.GetRecordId())
+	want, err := correctionDigest(audited)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,10 +90,10 @@ func TestResolveRace(t *testing.T) {
 	if apierr.CodeOf(aErr) != codes.FailedPrecondition {
 		t.Errorf("node A: err = %v, want FailedPrecondition", aErr)
 	}
-	if n := resolutions(t, b.rec.exchanges(), c); n != 1 {
+	if n := resolutions(t, b.Refs, b.rec.exchanges(), c); n != 1 {
 		t.Errorf("node B's log records %d resolutions, want 1", n)
 	}
-	if n := resolutions(t, a.rec.exchanges(), c); n != 0 {
+	if n := resolutions(t, a.Refs, a.rec.exchanges(), c); n != 0 {
 		t.Errorf("node A's log records %d resolutions of a correction node A did not resolve", n)
 	}
 }
@@ -119,13 +124,13 @@ func TestResolveAuditFailure(t *testing.T) {
 	if err != nil || res.GetState() != StateResolved {
 		t.Fatalf("resolve = %v, %v", res, err)
 	}
-	if n := resolutions(t, te.rec.exchanges(), c); n != 1 {
+	if n := resolutions(t, te.Refs, te.rec.exchanges(), c); n != 1 {
 		t.Errorf("log records %d resolutions, want 1", n)
 	}
 	if _, err := te.ResolveCorrection(ctx, desk, "r3", c.GetId()); apierr.CodeOf(err) != codes.FailedPrecondition {
 		t.Errorf("resolve twice: err = %v", err)
 	}
-	if n := resolutions(t, te.rec.exchanges(), c); n != 1 {
+	if n := resolutions(t, te.Refs, te.rec.exchanges(), c); n != 1 {
 		t.Errorf("log records %d resolutions after a second attempt, want 1", n)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tongban/tongban/connectors/simulate"
 	"github.com/tongban/tongban/gateway/query"
 	"github.com/tongban/tongban/policy"
@@ -45,8 +47,8 @@ func editedGrants(t *testing.T, edits ...grantEdit) []*v1.Grant {
 
 // queryIDs returns, for each record the department holds of dataset under
 // lookup by=applicant, the record id a query by p under grants and refs
-// shows: real id → shown id.
-func queryIDs(t *testing.T, grants []*v1.Grant, refs *query.RecordRefs, p policy.Principal, dataset, by, applicant string) map[string]string {
+// for fields (all when none) shows: real id → shown id.
+func queryIDs(t *testing.T, grants []*v1.Grant, refs *query.RecordRefs, p policy.Principal, dataset, by, applicant string, fields []string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	te := newEngine(t, grants)
@@ -57,7 +59,7 @@ func queryIDs(t *testing.T, grants []*v1.Grant, refs *query.RecordRefs, p policy
 	}
 	pl := &query.Pipeline{Dict: te.Dict, Policy: te.Policy, Fetch: te.fetch, Record: te.rec, Refs: refs}
 	resp, err := pl.Run(ctx, query.Request{Principal: p, RequestID: "q", Query: &v1.QueryRequest{
-		Dataset: dataset, Keys: map[string]string{by: applicant}, Purpose: "approval", PageSize: 100,
+		Dataset: dataset, Keys: map[string]string{by: applicant}, Purpose: "approval", PageSize: 100, Fields: fields,
 	}})
 	if err != nil {
 		t.Fatalf("querying %s: %v", dataset, err)
@@ -73,11 +75,13 @@ func queryIDs(t *testing.T, grants []*v1.Grant, refs *query.RecordRefs, p policy
 }
 
 // TestProvenanceReleasesRecordIDLikeAQuery: an auto-filled field's
-// provenance names the department's record id only where the caller may
-// see the dataset's key fields of that record unmasked; otherwise the same
-// opaque reference a query gives, or none without a reference key. Key
-// fields the form does not show are decided for that but never listed as
-// withheld.
+// provenance names the department's record id only where the form's own
+// decision (over the fields it shows and chooses records by) gives the
+// dataset's key fields of that record unmasked, as a query for the same
+// fields would; otherwise the same opaque reference such a query gives, or
+// none without a reference key. Key fields the form does not show are not
+// decided, so never listed as withheld or returned, and the id is then a
+// reference even when a grant would release the key.
 func TestProvenanceReleasesRecordIDLikeAQuery(t *testing.T) {
 	ent := sim().SampleEnterprise()
 	per := sim().SamplePerson()
@@ -93,7 +97,7 @@ func TestProvenanceReleasesRecordIDLikeAQuery(t *testing.T) {
 		// want: "id" the real id, "ref" its reference, "" none.
 		want string
 		// keyOnly: the key field is not on the form, so the audit record
-		// must not name it.
+		// must not name it and the id is a reference.
 		keyOnly string
 	}{
 		{name: "key granted", form: "food_business_licence", applicant: ent.CreditCode,
@@ -112,7 +116,12 @@ func TestProvenanceReleasesRecordIDLikeAQuery(t *testing.T) {
 			field: "premises_area", dataset: "resources.land_use_certificates", by: "holder_id", want: ""},
 		{name: "key not on the form, granted", edits: []grantEdit{noApplicantName},
 			form: "tour_guide_certificate", applicant: per.ResidentID,
-			field: "name", dataset: "resources.parcels", by: "holder_id", want: "id", keyOnly: "resources.parcels.parcel_id"},
+			field: "name", dataset: "resources.parcels", by: "holder_id", want: "ref", keyOnly: "resources.parcels.parcel_id"},
+		{name: "key not on the form, granted, no reference key", noRefs: true, edits: []grantEdit{noApplicantName},
+			form: "tour_guide_certificate", applicant: per.ResidentID,
+			field: "name", dataset: "resources.parcels", by: "holder_id", want: "", keyOnly: "resources.parcels.parcel_id"},
+		{name: "key granted, and the record chosen by it", form: "food_business_licence", applicant: ent.CreditCode,
+			field: "residence", dataset: "market.business_licences", by: "credit_code", want: "id"},
 		{name: "key not on the form, withheld", edits: []grantEdit{noApplicantName, {"demo-approval-parcels", withoutField("parcel_id")}},
 			form: "tour_guide_certificate", applicant: per.ResidentID,
 			field: "name", dataset: "resources.parcels", by: "holder_id", want: "ref", keyOnly: "resources.parcels.parcel_id"},
@@ -135,7 +144,8 @@ func TestProvenanceReleasesRecordIDLikeAQuery(t *testing.T) {
 				t.Fatalf("%s: filled %v (%s) from %s, want filled from %s", tt.field, f.GetFilled(), f.GetUnfilledReason(), f.GetProvenance().GetDataset(), tt.dataset)
 			}
 			got := f.GetProvenance().GetRecordId()
-			shown := queryIDs(t, grants, refs, approvalBureau, tt.dataset, tt.by, tt.applicant)
+			form, _ := te.Forms.Form(tt.form)
+			shown := queryIDs(t, grants, refs, approvalBureau, tt.dataset, tt.by, tt.applicant, fieldsOf(form, tt.dataset))
 			var real string
 			for r, s := range shown {
 				if r == got || s == got && got != "" {
@@ -203,7 +213,8 @@ func TestKeyAloneReadsNothing(t *testing.T) {
 // TestCorrectionKeepsTheRealRecordID: a correction raised by a caller who
 // sees only the record's reference is queued with the department's id; the
 // raiser, and anyone outside that department, is shown the reference, the
-// department the id; the audit digest covers what the raiser was shown;
+// department the id; the audit digests of its creation and resolution
+// cover the reference, whoever was shown the id;
 // and the field, and the same record's field on another form, show as
 // disputed.
 func TestCorrectionKeepsTheRealRecordID(t *testing.T) {
@@ -263,10 +274,19 @@ func TestCorrectionKeepsTheRealRecordID(t *testing.T) {
 			if shownID != wantShown {
 				t.Errorf("auto-fill showed %q, want %q", shownID, wantShown)
 			}
-			// The creation record's digest covers what the raiser got.
+			// The creation record's digest covers the correction returned
+			// with the record id as its reference, whatever the raiser was
+			// shown: never the real id, which an auditor could confirm
+			// guesses of against the digest.
 			ex := te.rec.exchanges()
-			if d, _ := correctionDigest(c); ex[len(ex)-1].Kind != KindCorrection || ex[len(ex)-1].ResponseDigest != d {
-				t.Errorf("correction recorded with digest %s, want that of the correction returned (%s)", ex[len(ex)-1].ResponseDigest, d)
+			audited := proto.Clone(c).(*v1.Correction)
+			audited.RecordId = refs.Ref(dataset, realID)
+			withReal := proto.Clone(c).(*v1.Correction)
+			withReal.RecordId = realID
+			dRef, _ := correctionDigest(audited)
+			dReal, _ := correctionDigest(withReal)
+			if got := ex[len(ex)-1]; got.Kind != KindCorrection || got.ResponseDigest != dRef || got.ResponseDigest == dReal {
+				t.Errorf("correction recorded with digest %s, want that of the correction with the reference (%s), not the real id (%s)", got.ResponseDigest, dRef, dReal)
 			}
 
 			// Who sees what in the queue.
@@ -307,10 +327,19 @@ func TestCorrectionKeepsTheRealRecordID(t *testing.T) {
 				t.Error("an undisputed field shows as disputed")
 			}
 
-			// The department resolves it and is shown the id.
+			// The department resolves it and is shown the id; the digest
+			// recorded covers the reference.
 			res, err := te.ResolveCorrection(ctx, desk, "x", c.GetId())
 			if err != nil || res.GetRecordId() != realID {
 				t.Fatalf("resolve = %v, %v; want record id %q", res, err, realID)
+			}
+			resolvedRef := proto.Clone(res).(*v1.Correction)
+			resolvedRef.RecordId = refs.Ref(dataset, realID)
+			dRef, _ = correctionDigest(resolvedRef)
+			dReal, _ = correctionDigest(res)
+			if got := te.rec.exchanges(); got[len(got)-1].ResponseDigest != dRef || got[len(got)-1].ResponseDigest == dReal {
+				t.Errorf("resolution recorded with digest %s, want that of the resolved correction with the reference (%s), not the real id (%s)",
+					got[len(got)-1].ResponseDigest, dRef, dReal)
 			}
 		})
 	}

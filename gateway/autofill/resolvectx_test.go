@@ -83,9 +83,13 @@ func TestResolveCallerGoneDuringAppend(t *testing.T) {
 		name     string
 		late     bool
 		resolved bool
+		// timeout is the Engine's ResolveTimeout: short only where the
+		// test exercises its expiry, so that a slow machine between the
+		// append starting and the caller leaving fails nothing.
+		timeout time.Duration
 	}{
-		{"log confirms after the caller left", false, true},
-		{"log does not confirm in time", true, false},
+		{"log confirms after the caller left", false, true, 30 * time.Second},
+		{"log does not confirm in time", true, false, 100 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,7 +97,7 @@ func TestResolveCallerGoneDuringAppend(t *testing.T) {
 			c := raiseCorrection(t, te)
 			logs := &syncBuffer{}
 			te.Logger = slog.New(slog.NewTextHandler(logs, nil))
-			te.ResolveTimeout = 100 * time.Millisecond
+			te.ResolveTimeout = tt.timeout
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			rec := &heldRecorder{next: te.rec, caller: ctx, late: tt.late, entered: make(chan struct{})}
@@ -125,7 +129,7 @@ func TestResolveCallerGoneDuringAppend(t *testing.T) {
 			if err != nil || len(stored) != 1 {
 				t.Fatalf("stored = %v, %v", stored, err)
 			}
-			recorded := resolutions(t, te.rec.exchanges(), c)
+			recorded := resolutions(t, te.Refs, te.rec.exchanges(), c)
 			if tt.resolved {
 				if got.err != nil || got.c.GetState() != StateResolved {
 					t.Fatalf("resolve = %v, %v; want resolved", got.c, got.err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -31,21 +30,23 @@ func keyGrants(system string) []*v1.Grant {
 	return []*v1.Grant{a, b}
 }
 
-// TestKeyOnlyGrantIsNotChargedOrCited: a grant that releases only the key
-// field, which the query neither asks for nor selects by, still lets the
-// record id be shown, but it is never charged, never exhausts, and is not
-// cited in the answer or the audit record.
-func TestKeyOnlyGrantIsNotChargedOrCited(t *testing.T) {
+// TestKeyNotAskedForIsReferenced: a grant that releases only the key field
+// does not release the record ids of a query that neither asks for the key
+// nor selects by it: such a query is decided on its own fields only, so the
+// grant is never charged, never cited, and every id is a reference.
+func TestKeyNotAskedForIsReferenced(t *testing.T) {
 	dict := datasets.Default()
 	lim := policytest.NewCountingLimiter()
 	rec := &fakeRecorder{}
+	refs := mustRefs(t, refKey)
 	p := &Pipeline{
 		Dict:   dict,
 		Policy: policytest.QuotaDecider{Snap: policy.Prepare(dict, keyGrants("k-sys"), 1), Limiter: lim},
 		Fetch:  &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}},
 		Record: rec,
-		Refs:   mustRefs(t, refKey),
+		Refs:   refs,
 	}
+	wantRef := refs.Ref("market.business_licences", goodCode)
 	const calls = 25 // well past B's quota of 10 a day
 	for i := range calls {
 		resp, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "k-sys"}, RequestID: "r", Query: &v1.QueryRequest{
@@ -57,8 +58,8 @@ func TestKeyOnlyGrantIsNotChargedOrCited(t *testing.T) {
 		if !slices.Equal(resp.GrantIds, []string{"g-a"}) || !slices.Equal(resp.LegalBasis, []string{"basis A"}) {
 			t.Fatalf("query %d cites grants %v, bases %v; want only g-a", i+1, resp.GrantIds, resp.LegalBasis)
 		}
-		if got := resp.Records[0].GetProvenance().GetRecordId(); got != goodCode {
-			t.Fatalf("query %d: record id %q, want %s (grant B releases the key)", i+1, got, goodCode)
+		if got := resp.Records[0].GetProvenance().GetRecordId(); got != wantRef {
+			t.Fatalf("query %d: record id %q, want the reference %q (the key is neither asked for nor selected by)", i+1, got, wantRef)
 		}
 		if len(resp.Withheld) != 0 {
 			t.Fatalf("query %d: withheld %v", i+1, resp.Withheld)
@@ -72,16 +73,57 @@ func TestKeyOnlyGrantIsNotChargedOrCited(t *testing.T) {
 			t.Fatalf("audit cites the key-only grant: %+v", ex)
 		}
 	}
+}
 
-	// Asked for, the key is read under B: B is cited and charged.
-	resp, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "k-sys"}, RequestID: "r", Query: &v1.QueryRequest{
-		Dataset: "market.business_licences", Filter: map[string]string{"status": "存续"}, Purpose: "approval", Fields: []string{"name", "credit_code"},
-	}})
-	if err != nil {
-		t.Fatal(err)
+// TestKeyAskedForIsReleased: where the request's own decision covers the
+// key field (asked for, all fields when none are named, or selected by),
+// the real id is released and the grant of the key is charged and cited
+// like any grant the request reads under.
+func TestKeyAskedForIsReleased(t *testing.T) {
+	lic := "market.business_licences"
+	tests := []struct {
+		name  string
+		query *v1.QueryRequest
+	}{
+		{"key asked for", &v1.QueryRequest{Dataset: lic, Filter: map[string]string{"status": "存续"}, Purpose: "approval", Fields: []string{"name", "credit_code"}}},
+		{"no fields named", &v1.QueryRequest{Dataset: lic, Filter: map[string]string{"status": "存续"}, Purpose: "approval"}},
+		{"looked up by the key", &v1.QueryRequest{Dataset: lic, Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval", Fields: []string{"name"}}},
 	}
-	if !slices.Contains(resp.GrantIds, "g-b") || lim.Count("g-b") != 1 {
-		t.Errorf("key asked for: grants %v, charged to B %d times; want B cited and charged once", resp.GrantIds, lim.Count("g-b"))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dict := datasets.Default()
+			lim := policytest.NewCountingLimiter()
+			rec := &fakeRecorder{}
+			p := &Pipeline{
+				Dict:   dict,
+				Policy: policytest.QuotaDecider{Snap: policy.Prepare(dict, keyGrants("k-sys"), 1), Limiter: lim},
+				Fetch:  &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}},
+				Record: rec,
+				Refs:   mustRefs(t, refKey),
+			}
+			resp, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "k-sys"}, RequestID: "r", Query: tt.query})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.Records[0].GetProvenance().GetRecordId(); got != goodCode {
+				t.Errorf("record id %q, want %s", got, goodCode)
+			}
+			if !slices.Contains(resp.GrantIds, "g-b") || !slices.Contains(resp.LegalBasis, "basis B") {
+				t.Errorf("answer cites grants %v, bases %v; want g-b and basis B among them", resp.GrantIds, resp.LegalBasis)
+			}
+			if n := lim.Count("g-b"); n != 1 {
+				t.Errorf("grant of the key charged %d times, want 1", n)
+			}
+			if ex := rec.got[len(rec.got)-1]; !slices.Contains(ex.GrantIDs, "g-b") || !slices.Contains(ex.LegalBasis, "basis B") {
+				t.Errorf("audit cites grants %v, bases %v; want g-b and basis B among them", ex.GrantIDs, ex.LegalBasis)
+			}
+			fs := tt.query.GetFields()
+			if len(fs) > 0 && !slices.Contains(fs, "credit_code") {
+				if _, shown := resp.Records[0].GetFields().GetFields()["credit_code"]; shown {
+					t.Error("credit_code returned though only selected by")
+				}
+			}
+		})
 	}
 }
 
@@ -113,31 +155,11 @@ func TestKeyOnlyGrantIsNotChargedOnDenial(t *testing.T) {
 	}
 }
 
-// TestDecideFree: the package helper uses DecideFree where the decider has
-// it, and Decide otherwise.
-func TestDecideFree(t *testing.T) {
-	dict := datasets.Default()
-	snap := policy.Prepare(dict, keyGrants("k-sys"), 1)
-	req := policy.Request{Principal: policy.Principal{SystemID: "k-sys"}, Dataset: "market.business_licences",
-		Fields: []string{"credit_code"}, Purpose: "approval", Time: time.Now()}
-	lim := policytest.NewCountingLimiter()
-	for range 12 {
-		if _, err := DecideFree(context.Background(), policytest.QuotaDecider{Snap: snap, Limiter: lim}, req); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := lim.Count("g-b"); n != 0 {
-		t.Errorf("DecideFree charged %d times", n)
-	}
-	if _, err := DecideFree(context.Background(), snapshotDecider{snap}, req); err != nil {
-		t.Errorf("a decider without DecideFree: %v", err)
-	}
-}
-
 // TestKeyOnlyGrantAdmitsNoRecord: a grant of the key field alone, with a
 // wider jurisdiction than the grant of the fields asked for, does not bring
 // the records of its other regions into an area query's answer (as empty
-// records showing their ids).
+// records), and does not release the id of the record it admits: the key
+// is neither asked for nor selected by.
 func TestKeyOnlyGrantAdmitsNoRecord(t *testing.T) {
 	dict := datasets.Default()
 	const ds = "resources.parcels"
@@ -148,12 +170,13 @@ func TestKeyOnlyGrantAdmitsNoRecord(t *testing.T) {
 		return &v1.SourceRecord{Id: id, Fields: f}
 	}
 	rec := &fakeRecorder{}
+	refs := mustRefs(t, refKey)
 	p := &Pipeline{
 		Dict:   dict,
 		Policy: snapshotDecider{policy.Prepare(dict, []*v1.Grant{fields, key}, 1)},
 		Fetch:  &fakeFetcher{records: []*v1.SourceRecord{parcel("130104001", "130104"), parcel("130105002", "130105")}},
 		Record: rec,
-		Refs:   mustRefs(t, refKey),
+		Refs:   refs,
 	}
 	resp, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "j-sys"}, RequestID: "r", Query: &v1.QueryRequest{
 		Dataset: ds, Bbox: &v1.BBox{MinLon: 114, MinLat: 37, MaxLon: 115, MaxLat: 39}, Purpose: "approval", Fields: []string{"address"},
@@ -161,8 +184,8 @@ func TestKeyOnlyGrantAdmitsNoRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.Records) != 1 || resp.Records[0].GetProvenance().GetRecordId() != "130104001" {
-		t.Fatalf("records = %v, want only the parcel of 130104, with its id", resp.Records)
+	if len(resp.Records) != 1 || resp.Records[0].GetProvenance().GetRecordId() != refs.Ref(ds, "130104001") {
+		t.Fatalf("records = %v, want only the parcel of 130104, with its reference", resp.Records)
 	}
 	if ex := rec.got[len(rec.got)-1]; ex.Decision != DecisionPartial || slices.Contains(ex.GrantIDs, "g-key") {
 		t.Errorf("recorded decision %s citing %v, want partial (a record outside the jurisdiction) citing only g-fields", ex.Decision, ex.GrantIDs)

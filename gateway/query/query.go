@@ -41,22 +41,13 @@ type Decider interface {
 
 // FreeDecider is implemented by a Decider that can also decide without
 // charging grant quotas. DecideFree decides like Decide but charges no
-// quota, and so never fails for an exhausted or unreachable quota. It is for
-// decisions that are not requests of their own: the key fields decided only
-// to tell whether record ids may be released (see RecordRefs), and the
-// periodic checks that a change subscription still holds its grants.
+// quota, and so never fails for an exhausted or unreachable quota. It is
+// for decisions that are not requests of their own: the periodic checks
+// that a change subscription still holds its grants. Record ids are never
+// decided this way: they are released under the request's own decision
+// (see RecordRefs).
 type FreeDecider interface {
 	DecideFree(ctx context.Context, req policy.Request) (policy.Decision, error)
-}
-
-// DecideFree decides req with d without charging quotas: through d's
-// DecideFree when d is a FreeDecider. A Decider that is not one is taken
-// to charge nothing, and its Decide is used.
-func DecideFree(ctx context.Context, d Decider, req policy.Request) (policy.Decision, error) {
-	if f, ok := d.(FreeDecider); ok {
-		return f.DecideFree(ctx, req)
-	}
-	return d.Decide(ctx, req)
 }
 
 // Fetcher returns unshaped department records, possibly from a cache.
@@ -264,10 +255,11 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 	}
 	// The fields a request selects by (keys and filter) are decided with
 	// the fields it asks for: selecting by a field the caller may not see,
-	// or may see only masked, would reveal its values. The dataset's key
-	// fields, whose values are the record ids in the provenance, are
-	// decided apart when not asked for (KeyDecision): that charges no
-	// quota and cites no grant.
+	// or may see only masked, would reveal its values. This one decision,
+	// charged and cited, also tells whether the record ids (the values of
+	// the dataset's key fields) may be released: only where it gives every
+	// key field unmasked, that is when the key fields are asked for (a
+	// request naming no fields asks for all) or selected by.
 	sel := selectorFields(q)
 	decideFields := q.GetFields()
 	if len(decideFields) > 0 {
@@ -332,9 +324,6 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		return nil, err
 	}
 
-	if len(res.Records) > 0 {
-		sh.keys = KeyDecision(ctx, p.Policy, ds, preq, &dec)
-	}
 	resp := &v1.QueryResponse{
 		GrantIds:      dec.GrantIDs,
 		LegalBasis:    dec.LegalBasis,
@@ -606,10 +595,6 @@ type shaping struct {
 	unmasked []string
 	// want, when not empty, limits the fields returned.
 	want []string
-	// keys is the decision that tells whether a record's id may be
-	// released (KeyDecision): dec itself, or a decision on the key fields
-	// alone; nil releases no id.
-	keys *policy.Decision
 }
 
 // shape projects and masks one source record under the decision. It returns
@@ -618,8 +603,9 @@ type shaping struct {
 // selected it by (unmasked, for the fields in unmasked). The provenance
 // carries the record's id only where the decision gives the dataset's key
 // fields unmasked for the record's region; otherwise it carries none and
-// hideID is true: the caller puts the id's opaque reference there. Which
-// key fields the caller may see is told by sh.keys.
+// hideID is true: the caller puts the id's opaque reference there. The
+// decision covers only the fields asked for and selected by, so a key
+// field neither asked for nor selected by never releases the id.
 func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *v1.Record, hideID, ok bool) {
 	ds, dec := sh.ds, sh.dec
 	in := src.GetFields().GetFields()
@@ -642,13 +628,7 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *
 		}
 	}
 	id := src.GetId()
-	visible := false
-	if sh.keys == dec {
-		visible = idVisible(dec, ds, region, fields)
-	} else {
-		visible = IDVisible(sh.keys, ds, region)
-	}
-	if id != "" && !visible {
+	if id != "" && !idVisible(dec, ds, region, fields) {
 		id, hideID = "", true
 	}
 	if len(sh.want) > 0 {

@@ -1,7 +1,6 @@
 package query
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -29,8 +28,9 @@ const MinRecordRefKey = 32
 // RecordRefs decides what a caller is told of a department record id (the
 // id in provenance, change notices and auto-fill sources). The id is the
 // value of the dataset's key field(s), so it is released only where the
-// caller may see every key field of that record unmasked; otherwise the
-// caller gets an opaque reference: RefPrefix followed by the unpadded
+// request's own decision (the one covering the fields asked for, all when
+// none are named, and the fields selected by) shows every key field of
+// that record unmasked; otherwise the caller gets an opaque reference: RefPrefix followed by the unpadded
 // base64url of the first 16 bytes of HMAC-SHA256 over the dataset name and
 // the id, keyed by a node secret. A reference is stable (the same record
 // gives the same reference in every answer and change notice, so clients
@@ -95,11 +95,11 @@ func (r *RecordRefs) Ref(dataset, id string) string {
 // Release returns what a caller whose decision on ds is dec may be told of
 // the id of a record whose region field holds region: the id itself when
 // IDVisible, else its opaque reference (Ref), or "" without a key. Callers
-// outside the query pipeline (change notices, auto-fill) use it with the
-// decision KeyDecision gives them: the one they shape the record's fields
-// by when it was asked for ds's key fields (a request naming no fields
-// asks for all), else one on the key fields alone. A decision not asked
-// for the key fields, or a nil one, treats the id as not visible.
+// outside the query pipeline (change notices, auto-fill) pass the decision
+// of the request itself, the one its fields are shaped by: the id is shown
+// only when that request asked for (or selected by) every key field of ds,
+// and a request naming no fields asks for all. There is no second decision
+// for the key fields alone. A nil decision treats the id as not visible.
 func (r *RecordRefs) Release(dec *policy.Decision, ds *datasets.Dataset, region, id string) string {
 	if id == "" {
 		return ""
@@ -112,37 +112,14 @@ func (r *RecordRefs) Release(dec *policy.Decision, ds *datasets.Dataset, region,
 
 // IDVisible reports whether dec lets a record of ds whose region field holds
 // region show every key field of ds unmasked: the same per-record test
-// (jurisdiction, then masks) the record's fields are shaped by. A dataset
-// with no key fields never shows its record ids.
+// (jurisdiction, then masks) the record's fields are shaped by. A key field
+// dec was not asked for is not visible. A dataset with no key fields never
+// shows its record ids.
 func IDVisible(dec *policy.Decision, ds *datasets.Dataset, region string) bool {
 	if dec == nil {
 		return false
 	}
 	return idVisible(dec, ds, region, dec.FieldsFor(region))
-}
-
-// KeyDecision returns the decision that tells whether the record ids of ds
-// may be released (IDVisible, Release) to the caller whose request req on
-// ds was decided as dec. When req asked for every key field of ds (a
-// request naming no fields asks for all), that is dec. Otherwise the key
-// fields are decided alone, with DecideFree: deciding them only to tell
-// whether an id may be shown is not reading them, so it charges no grant
-// quota, and the grants that release only them are not cited in the
-// answer or the audit record. It returns nil, so that no id is released,
-// when the caller may see no key field (or the decision fails).
-func KeyDecision(ctx context.Context, d Decider, ds *datasets.Dataset, req policy.Request, dec *policy.Decision) *policy.Decision {
-	if len(ds.Keys) == 0 {
-		return nil
-	}
-	if len(req.Fields) == 0 || !slices.ContainsFunc(ds.Keys, func(k string) bool { return !slices.Contains(req.Fields, k) }) {
-		return dec
-	}
-	req.Fields = slices.Clone(ds.Keys)
-	keys, err := DecideFree(ctx, d, req)
-	if err != nil {
-		return nil
-	}
-	return &keys
 }
 
 // idVisible is IDVisible with dec.FieldsFor(region) already computed.

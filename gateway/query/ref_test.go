@@ -84,6 +84,9 @@ func licenceWith(code, region string) *v1.SourceRecord {
 
 const otherCode = "91130104MA0000001X" // a second record id (not looked up, so not validated)
 
+// TestRecordIDIsReleasedOnlyWithItsKeyField: the real id is released only
+// where the request's own decision (fields asked for, all when none are
+// named, and the fields selected by) shows the key field unmasked.
 func TestRecordIDIsReleasedOnlyWithItsKeyField(t *testing.T) {
 	refs := mustRefs(t, refKey)
 	lic := "market.business_licences"
@@ -103,7 +106,16 @@ func TestRecordIDIsReleasedOnlyWithItsKeyField(t *testing.T) {
 	}{
 		{"key granted", "approval-bureau", refs, []*v1.SourceRecord{licence("130104")}, byCode, []string{goodCode}},
 		{"key granted, not asked for", "approval-bureau", refs, []*v1.SourceRecord{licence("130104")},
-			byStatus("name"), []string{goodCode}},
+			byStatus("name"), []string{"ref"}},
+		{"key granted, asked for", "approval-bureau", refs, []*v1.SourceRecord{licence("130104")},
+			byStatus("name", "credit_code"), []string{goodCode}},
+		{"key granted, no fields named", "approval-bureau", refs, []*v1.SourceRecord{licence("130104")},
+			byStatus(), []string{goodCode}},
+		{"key granted, looked up by it, fields named without it", "approval-bureau", refs, []*v1.SourceRecord{licence("130104")},
+			&v1.QueryRequest{Dataset: lic, Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval", Fields: []string{"name"}},
+			[]string{goodCode}},
+		{"key granted, not asked for, no reference key", "approval-bureau", nil, []*v1.SourceRecord{licence("130104")},
+			byStatus("name"), []string{""}},
 		{"key withheld", "withheld-sys", refs, []*v1.SourceRecord{licence("130104")}, byStatus(), []string{"ref"}},
 		{"key withheld, fields named", "withheld-sys", refs, []*v1.SourceRecord{licence("130104")},
 			byStatus("name", "status"), []string{"ref"}},
@@ -154,8 +166,8 @@ func TestRecordIDIsReleasedOnlyWithItsKeyField(t *testing.T) {
 				} else if strings.Join(got, ",") != strings.Join(first, ",") {
 					t.Errorf("ids changed between queries: %v then %v", first, got)
 				}
-				// The key field is no more in the answer because the ids
-				// needed it decided.
+				// A key field not asked for is neither listed as withheld
+				// nor returned.
 				for _, w := range resp.Withheld {
 					if w.Field == "credit_code" && len(tt.query.Fields) > 0 && !contains(tt.query.Fields, "credit_code") {
 						t.Errorf("credit_code listed as withheld though not asked for")
