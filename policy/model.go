@@ -56,6 +56,12 @@ type Request struct {
 	Fields    []string
 	Purpose   string
 	Time      time.Time
+	// Wanted, when set, are the fields the caller will be shown: a subset
+	// of Fields, which may add fields decided only to check that the
+	// caller may select records by them. A decision allowing none of
+	// Wanted is of no use to the caller, and DecideWithQuota charges no
+	// quota for it.
+	Wanted []string
 }
 
 // Withheld is a requested field that the decision does not allow, and why.

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,7 +36,8 @@ type Decider interface {
 func QuotaKey(grantID string) string { return "grant/" + grantID }
 
 // DecideWithQuota decides req and then charges one request to the quota of
-// every grant the decision used. When a quota is exhausted it returns an
+// every grant the decision used, unless req.Wanted is set and the decision
+// allows none of it (the caller will refuse the request). When a quota is exhausted it returns an
 // *apierr.Error with codes.ResourceExhausted and reason QUOTA_EXCEEDED
 // naming the grant; when the limiter fails, codes.Unavailable with reason
 // QUOTA_UNAVAILABLE (fail closed). Quotas checked before the exhausted one
@@ -44,6 +46,11 @@ func DecideWithQuota(ctx context.Context, d Decider, l Limiter, req Request) (De
 	dec, err := d.Decide(req)
 	if err != nil {
 		return Decision{}, err
+	}
+	if len(req.Wanted) > 0 && !slices.ContainsFunc(req.Wanted, func(f string) bool { return slices.Contains(dec.Fields, f) }) {
+		// Only fields decided for selection are allowed: the caller
+		// denies the request, and nothing is charged for it.
+		return dec, nil
 	}
 	for _, q := range dec.Quotas {
 		ok, err := l.Allow(ctx, QuotaKey(q.GrantID), q.PerMinute, q.PerDay)

@@ -82,6 +82,18 @@ func TestDecideWithQuotaFailsClosed(t *testing.T) {
 	if apierr.CodeOf(err) != codes.Unavailable || apierr.ReasonOf(err) != ReasonQuotaUnavailable {
 		t.Fatalf("with a failing limiter: %v, want Unavailable %s", err, ReasonQuotaUnavailable)
 	}
+	// A decision allowing none of the wanted fields charges nothing: the
+	// caller refuses the request.
+	wanted := req
+	wanted.Fields = d.Fields[:1]
+	wanted.Wanted = []string{"a_field_not_allowed"}
+	if got, err := DecideWithQuota(context.Background(), snap, failingLimiter{}, wanted); err != nil || len(got.Fields) == 0 {
+		t.Fatalf("nothing wanted allowed: %+v, %v; want the decision, uncharged", got, err)
+	}
+	wanted.Wanted = d.Fields[:1]
+	if _, err := DecideWithQuota(context.Background(), snap, failingLimiter{}, wanted); apierr.CodeOf(err) != codes.Unavailable {
+		t.Fatalf("a wanted field allowed: %v, want the limiter consulted", err)
+	}
 	// Decisions without quotas never touch the limiter.
 	req.Dataset = "civil.open"
 	req.Principal.SystemID = "nobody"

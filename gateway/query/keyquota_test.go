@@ -191,3 +191,29 @@ func TestKeyOnlyGrantAdmitsNoRecord(t *testing.T) {
 		t.Errorf("recorded decision %s citing %v, want partial (a record outside the jurisdiction) citing only g-fields", ex.Decision, ex.GrantIDs)
 	}
 }
+
+// TestSelectorOnlyDenialChargesNothing: a caller whose grants allow only
+// the field it selects by (grant B: credit_code) and none of the fields it
+// asks for is refused, and the refusal is charged to no quota.
+func TestSelectorOnlyDenialChargesNothing(t *testing.T) {
+	dict := datasets.Default()
+	lim := policytest.NewCountingLimiter()
+	b := keyGrants("k-sys")[1]
+	p := &Pipeline{
+		Dict:   dict,
+		Policy: policytest.QuotaDecider{Snap: policy.Prepare(dict, []*v1.Grant{b}, 1), Limiter: lim},
+		Fetch:  &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}},
+		Record: &fakeRecorder{},
+	}
+	for i := range 3 {
+		_, err := p.Run(context.Background(), Request{Principal: policy.Principal{SystemID: "k-sys"}, RequestID: "r", Query: &v1.QueryRequest{
+			Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval", Fields: []string{"name"},
+		}})
+		if apierr.CodeOf(err) != codes.PermissionDenied {
+			t.Fatalf("query %d: err = %v, want PERMISSION_DENIED", i+1, err)
+		}
+	}
+	if n := lim.Count("g-b"); n != 0 {
+		t.Errorf("three refused queries were charged %d times to the grant of the selector field", n)
+	}
+}

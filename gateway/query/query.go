@@ -276,6 +276,9 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		Fields:    decideFields,
 		Purpose:   q.GetPurpose(),
 		Time:      now,
+		// Refused below when only selector fields are allowed: charge
+		// nothing then.
+		Wanted: q.GetFields(),
 	}
 	dec, err := p.decide(ctx, preq)
 	if err == nil {
