@@ -53,7 +53,7 @@ func TestFetchIsTraced(t *testing.T) {
 			}
 			attrs := map[string]string{}
 			for _, kv := range fetch.Attributes() {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 			for k, want := range map[string]string{
 				"tongban.department": "tdept", "tongban.connector": "tracer", "tongban.dataset": "tdept.items", "tongban.attempts": tc.attempts,

@@ -47,12 +47,11 @@ type watchFixture struct {
 	bus     *events.Memory
 	policy  *swapDecider
 	dict    *datasets.Dictionary
-	grants  []*v1.Grant
 	client  v1.GatewayClient
 	http    *httptest.Server
 }
 
-// grantsWithout returns the demo grants plus a narrow one for the inspector
+// testGrants returns the demo grants plus a narrow one for the inspector
 // terminal, minus those whose id is in drop.
 func testGrants(now time.Time, drop ...string) []*v1.Grant {
 	var out []*v1.Grant

@@ -62,19 +62,6 @@ func (c *lru) put(key string, e *entry) {
 	}
 }
 
-func (c *lru) remove(key string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
-		return false
-	}
-	c.ll.Remove(el)
-	delete(c.items, key)
-	c.size -= el.Value.(*lruItem).val.size()
-	return true
-}
-
 // removeIf removes every entry whose key satisfies match and returns how
 // many were removed.
 func (c *lru) removeIf(match func(key string, e *entry) bool) int {

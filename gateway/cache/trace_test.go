@@ -31,7 +31,7 @@ func tracedFetch(t *testing.T, fn func(ctx context.Context)) []map[string]string
 		}
 		a := map[string]string{}
 		for _, kv := range s.Attributes() {
-			a[string(kv.Key)] = kv.Value.Emit()
+			a[string(kv.Key)] = kv.Value.String()
 		}
 		out = append(out, a)
 	}

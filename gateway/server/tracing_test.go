@@ -117,7 +117,7 @@ func childOf(t *testing.T, spans []sdktrace.ReadOnlySpan, name string, parent tr
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -153,8 +153,8 @@ func TestRESTAndGRPCRequestsAreTraced(t *testing.T) {
 		restCall(t, http.MethodGet, "http://"+restAddr+"/v1/subjects/"+subject+"/accesses", "", map[string]string{"traceparent": traceparent})
 		edge := childOf(t, rec.Ended(), "GET /v1/subjects", parent)
 		for _, kv := range edge.Attributes() {
-			if strings.Contains(kv.Value.Emit(), subject) {
-				t.Errorf("span attribute %s = %q carries the subject's identifier", kv.Key, kv.Value.Emit())
+			if strings.Contains(kv.Value.String(), subject) {
+				t.Errorf("span attribute %s = %q carries the subject's identifier", kv.Key, kv.Value.String())
 			}
 		}
 		if got := attr(edge, "url.path"); got != "/v1/subjects" {
