@@ -192,9 +192,28 @@ func TestDemoEndToEnd(t *testing.T) {
 		if code := query(); code != 200 {
 			t.Fatalf("approved grant not honoured: HTTP %d", code)
 		}
+		// A change subscription on the grant's dataset, open before the
+		// revocation, ends with the revocation (the stream's periodic
+		// authority check runs every 5 s; the wait is bounded at 60 s).
+		sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		sreq, err := http.NewRequestWithContext(sctx, http.MethodGet, base+"/v1/changes/events?datasets=market.enterprises&purpose=approval", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sreq.Header.Set("Authorization", "Bearer demo-approval-bureau")
+		stream, err := http.DefaultClient.Do(sreq)
+		if err != nil || stream.StatusCode != 200 {
+			t.Fatalf("subscribing: %v, %v", stream, err)
+		}
+		defer stream.Body.Close()
 		runCLI(t, bin, 0, "grants", "revoke", id, "--url", base, "--token", "demo-admin", "--reason", "项目结束")
 		if code := query(); code != 403 {
 			t.Fatalf("revoked grant still honoured: HTTP %d", code)
+		}
+		events, err := io.ReadAll(stream.Body)
+		if err != nil || !strings.Contains(string(events), "event: error") || !strings.Contains(string(events), "PERMISSION_DENIED") {
+			t.Fatalf("the subscription did not end with the revocation: %v\n%s", err, events)
 		}
 		out = runCLI(t, bin, 0, "grants", "show", id, "--url", base, "--token", "demo-auditor")
 		for _, want := range []string{"revoked", "reviewer-chen", "符合最小必要原则"} {
@@ -213,6 +232,68 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 		if code, _ := get(t, base, "demo-approval-bureau", "/v1/subjects/"+person.ResidentID+"/accesses"); code != 403 {
 			t.Errorf("a member system read a subject's access log: HTTP %d", code)
+		}
+		// Reading the log is itself recorded: an auditor's listing shows
+		// the subject's read.
+		code, body = get(t, base, "demo-auditor", "/v1/subjects/"+person.ResidentID+"/accesses")
+		if code != 200 || !strings.Contains(body, `"kind":"access_log_read"`) || !strings.Contains(body, `"role":"subject"`) {
+			t.Fatalf("the subject's read of its access log is not listed: HTTP %d: %s", code, body)
+		}
+	})
+
+	t.Run("record ids follow the request's own decision", func(t *testing.T) {
+		id := func(fields string) string {
+			t.Helper()
+			code, body := post(t, base, "demo-enforcement", "/v1/datasets/approval.permits:query",
+				`{"keys": {"applicant_id": "`+person.ResidentID+`"}, "purpose": "inspection"`+fields+`}`)
+			var resp struct {
+				Records []struct {
+					Provenance struct {
+						RecordID string `json:"record_id"`
+					} `json:"provenance"`
+				} `json:"records"`
+			}
+			mustJSON(t, body, &resp)
+			if code != 200 || len(resp.Records) == 0 {
+				t.Fatalf("permits%s: HTTP %d: %s", fields, code, body)
+			}
+			return resp.Records[0].Provenance.RecordID
+		}
+		if all := id(""); all == "" || strings.HasPrefix(all, "ref:") {
+			t.Errorf("all fields: record id %q, want the permit number", all)
+		}
+		if some := id(`, "fields": ["status"]`); !strings.HasPrefix(some, "ref:") {
+			t.Errorf("fields without the key: record id %q, want a reference", some)
+		}
+	})
+
+	t.Run("readiness and consistency", func(t *testing.T) {
+		code, body := get(t, base, "", "/readyz")
+		if code != 200 || !strings.Contains(body, `"status":"ok"`) || strings.Contains(body, "error") {
+			t.Errorf("/readyz: HTTP %d: %s", code, body)
+		}
+		code, body = get(t, base, "", "/v1/audit/checkpoint")
+		var cp struct {
+			Size string `json:"size"`
+		}
+		mustJSON(t, body, &cp)
+		if code != 200 || cp.Size == "" {
+			t.Fatalf("checkpoint: HTTP %d: %s", code, body)
+		}
+		code, answer := get(t, base, "", "/v1/audit/consistency?from="+cp.Size)
+		if code != 200 || !strings.Contains(answer, "old_checkpoint") || !strings.Contains(answer, "new_checkpoint") {
+			t.Fatalf("consistency: HTTP %d: %s", code, answer)
+		}
+		key := regexp.MustCompile(`Audit verifier key: (\S+)`).FindStringSubmatch(demo.stdout())
+		if key == nil {
+			t.Fatal("no verifier key in the demo output")
+		}
+		// The answer, as it is, on standard input.
+		verify := exec.Command(bin, "audit", "verify", "--consistency", "-", "--key", key[1])
+		verify.Stdin = strings.NewReader(answer)
+		out, err := verify.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "OK") {
+			t.Fatalf("audit verify --consistency -: %v\n%s", err, out)
 		}
 	})
 

@@ -30,9 +30,9 @@ const MinRecordRefKey = 32
 // value of the dataset's key field(s), so it is released only where the
 // request's own decision (the one covering the fields asked for, all when
 // none are named, and the fields selected by) shows every key field of
-// that record unmasked; otherwise the caller gets an opaque reference: RefPrefix followed by the unpadded
-// base64url of the first 16 bytes of HMAC-SHA256 over the dataset name and
-// the id, keyed by a node secret. A reference is stable (the same record
+// that record unmasked; otherwise the caller gets an opaque reference:
+// RefPrefix followed by the unpadded base64url of the first 16 bytes of
+// HMAC-SHA256 over the dataset name and the id, keyed by a node secret. A reference is stable (the same record
 // gives the same reference in every answer and change notice, so clients
 // can correlate them), differs between datasets, and reveals nothing of the
 // id to whoever lacks the key.
