@@ -3,18 +3,15 @@ package server
 import (
 	"encoding/base64"
 	"math"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tongban/tongban/gateway/pbjson"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
 
@@ -85,14 +82,14 @@ func appendQueryResponse(b []byte, r *v1.QueryResponse) ([]byte, bool) {
 			b = append(b, '{')
 			sep := false
 			if w.Field != "" {
-				b = appendJSONString(append(b, `"field":`...), w.Field)
+				b = pbjson.AppendString(append(b, `"field":`...), w.Field)
 				sep = true
 			}
 			if w.Reason != "" {
 				if sep {
 					b = append(b, ',')
 				}
-				b = appendJSONString(append(b, `"reason":`...), w.Reason)
+				b = pbjson.AppendString(append(b, `"reason":`...), w.Reason)
 			}
 			b = append(b, '}')
 		}
@@ -100,19 +97,19 @@ func appendQueryResponse(b []byte, r *v1.QueryResponse) ([]byte, bool) {
 	}
 	if len(r.GrantIds) > 0 {
 		key("grant_ids")
-		b = appendStrings(b, r.GrantIds)
+		b = pbjson.AppendStrings(b, r.GrantIds)
 	}
 	if len(r.LegalBasis) > 0 {
 		key("legal_basis")
-		b = appendStrings(b, r.LegalBasis)
+		b = pbjson.AppendStrings(b, r.LegalBasis)
 	}
 	if r.NextPageToken != "" {
 		key("next_page_token")
-		b = appendJSONString(b, r.NextPageToken)
+		b = pbjson.AppendString(b, r.NextPageToken)
 	}
 	if r.RequestId != "" {
 		key("request_id")
-		b = appendJSONString(b, r.RequestId)
+		b = pbjson.AppendString(b, r.RequestId)
 	}
 	if rc := r.Receipt; rc != nil {
 		key("receipt")
@@ -129,7 +126,7 @@ func appendQueryResponse(b []byte, r *v1.QueryResponse) ([]byte, bool) {
 		}
 		if rc.Node != "" {
 			field("node")
-			b = appendJSONString(b, rc.Node)
+			b = pbjson.AppendString(b, rc.Node)
 		}
 		if rc.LeafIndex != 0 {
 			field("leaf_index")
@@ -154,7 +151,7 @@ func appendRecord(b []byte, rec *v1.Record) ([]byte, bool) {
 	if rec.Fields != nil {
 		b = append(b, `"fields":`...)
 		var ok bool
-		if b, ok = appendStruct(b, rec.Fields); !ok {
+		if b, ok = pbjson.AppendStruct(b, rec.Fields); !ok {
 			return nil, false
 		}
 		sep = true
@@ -177,15 +174,15 @@ func appendRecord(b []byte, rec *v1.Record) ([]byte, bool) {
 		}
 		if p.Department != "" {
 			field("department")
-			b = appendJSONString(b, p.Department)
+			b = pbjson.AppendString(b, p.Department)
 		}
 		if p.Dataset != "" {
 			field("dataset")
-			b = appendJSONString(b, p.Dataset)
+			b = pbjson.AppendString(b, p.Dataset)
 		}
 		if p.RecordId != "" {
 			field("record_id")
-			b = appendJSONString(b, p.RecordId)
+			b = pbjson.AppendString(b, p.RecordId)
 		}
 		if p.FetchedAt != nil {
 			field("fetched_at")
@@ -196,7 +193,7 @@ func appendRecord(b []byte, rec *v1.Record) ([]byte, bool) {
 		}
 		if p.Delivery != v1.Delivery_DELIVERY_UNSPECIFIED {
 			field("delivery")
-			b = appendJSONString(b, p.Delivery.String())
+			b = pbjson.AppendString(b, p.Delivery.String())
 		}
 		if p.Age != nil {
 			field("age")
@@ -212,76 +209,9 @@ func appendRecord(b []byte, rec *v1.Record) ([]byte, bool) {
 			b = append(b, ',')
 		}
 		b = append(b, `"masked_fields":`...)
-		b = appendStrings(b, rec.MaskedFields)
+		b = pbjson.AppendStrings(b, rec.MaskedFields)
 	}
 	return append(b, '}'), true
-}
-
-func appendStruct(b []byte, s *structpb.Struct) ([]byte, bool) {
-	// Keys in sorted order, as protojson writes them, so that an answer
-	// is the same bytes every time.
-	var arr [32]string
-	keys := arr[:0]
-	for k := range s.Fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, k)
-		b = append(b, ':')
-		var ok bool
-		if b, ok = appendValue(b, s.Fields[k]); !ok {
-			return nil, false
-		}
-	}
-	return append(b, '}'), true
-}
-
-func appendValue(b []byte, v *structpb.Value) ([]byte, bool) {
-	switch k := v.GetKind().(type) {
-	case *structpb.Value_StringValue:
-		return appendJSONString(b, k.StringValue), true
-	case *structpb.Value_NumberValue:
-		n := k.NumberValue
-		if math.IsNaN(n) || math.IsInf(n, 0) {
-			return nil, false
-		}
-		return strconv.AppendFloat(b, n, 'g', -1, 64), true
-	case *structpb.Value_BoolValue:
-		return strconv.AppendBool(b, k.BoolValue), true
-	case *structpb.Value_NullValue:
-		return append(b, "null"...), true
-	case *structpb.Value_StructValue:
-		return appendStruct(b, k.StructValue)
-	case *structpb.Value_ListValue:
-		b = append(b, '[')
-		for i, e := range k.ListValue.GetValues() {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var ok bool
-			if b, ok = appendValue(b, e); !ok {
-				return nil, false
-			}
-		}
-		return append(b, ']'), true
-	}
-	return nil, false // an unset Value is an error in protojson
-}
-
-func appendStrings(b []byte, ss []string) []byte {
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, s)
-	}
-	return append(b, ']')
 }
 
 // appendTimestamp writes RFC 3339 in UTC with 0, 3, 6 or 9 fractional
@@ -328,48 +258,4 @@ func appendNanos(b []byte, nanos int64) []byte {
 	b = append(b, '.')
 	frac := strconv.FormatInt(nanos+int64(time.Second), 10)[1:] // 9 digits with leading zeros
 	return append(b, frac[:digits]...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString writes s as a JSON string: UTF-8 as is; quotation mark,
-// backslash and control characters escaped; invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	if !utf8.ValidString(s) {
-		var v strings.Builder
-		for _, r := range s { // each invalid byte ranges as U+FFFD
-			v.WriteRune(r)
-		}
-		s = v.String()
-	}
-	return appendValidJSONString(b, s)
-}
-
-// appendValidJSONString is appendJSONString for valid UTF-8: multi-byte
-// sequences are copied without decoding, only ASCII needs escaping.
-func appendValidJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -121,29 +120,6 @@ func BenchmarkQueryJSON(b *testing.B) {
 	b.Run("protojson", func(b *testing.B) {
 		for b.Loop() {
 			_, _ = m.JSONPb.Marshal(resp)
-		}
-	})
-}
-
-// FuzzAppendJSONString checks that the string encoder writes JSON that
-// reads back as the string itself (each invalid byte as U+FFFD), on both of its
-// paths.
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "plain", "石家庄市藁城区", "a\"b\\c\nd\re\tf\x01\x1f", "\u2028\u2029", "bad \xff utf-8", "\xe4\xb8"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		b := appendJSONString(nil, s)
-		var back string
-		if err := json.Unmarshal(b, &back); err != nil {
-			t.Fatalf("%q encodes to %s, not a JSON string: %v", s, b, err)
-		}
-		var want strings.Builder
-		for _, r := range s { // an invalid byte ranges as U+FFFD
-			want.WriteRune(r)
-		}
-		if back != want.String() {
-			t.Fatalf("%q encodes to %s, which reads back as %q", s, b, back)
 		}
 	})
 }
