@@ -57,6 +57,17 @@ func (g *Gateway) QueryDataset(ctx context.Context, req *v1.QueryRequest) (*v1.Q
 	return g.Pipeline.Run(ctx, query.Request{Principal: Principal(id), RequestID: reqctx.ID(ctx), Query: req})
 }
 
+// QueryDatasetAnswer is QueryDataset returning also the parts of the
+// answer's JSON the pipeline kept (see query.Answer), for the REST front
+// end.
+func (g *Gateway) QueryDatasetAnswer(ctx context.Context, req *v1.QueryRequest) (query.Answer, error) {
+	id, err := g.Auth.Authenticate(ctx)
+	if err != nil {
+		return query.Answer{}, err
+	}
+	return g.Pipeline.RunAnswer(ctx, query.Request{Principal: Principal(id), RequestID: reqctx.ID(ctx), Query: req})
+}
+
 // GetCatalogue implements v1.GatewayServer. It needs no token and reveals
 // nothing secret: datasets, fields and their classes, and the public face of
 // active grants (no quotas, masks or workflow history).

@@ -432,7 +432,8 @@ func (c *Cache) result(ds *datasets.Dataset, e *entry, d v1.Delivery) (query.Res
 	if err != nil {
 		return query.Result{}, err
 	}
-	return query.Result{Records: resp.GetRecords(), NextPageToken: resp.GetNextPageToken(), Delivery: d, FetchedAt: e.fetchedAt}, nil
+	// Every answer drawn from e shares its decoded records.
+	return query.Result{Records: resp.GetRecords(), NextPageToken: resp.GetNextPageToken(), Delivery: d, FetchedAt: e.fetchedAt, Shared: true}, nil
 }
 
 // Invalidate evicts every cached answer of the event's dataset that holds the

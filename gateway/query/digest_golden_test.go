@@ -22,11 +22,17 @@ func TestDigestGolden(t *testing.T) {
 		{Fields: f, Provenance: &v1.Provenance{Department: "market", Dataset: "market.enterprises", RecordId: goodCode, Delivery: v1.Delivery_DELIVERY_CACHE}, MaskedFields: []string{"name"}},
 		{Provenance: &v1.Provenance{Department: "d"}},
 	}
-	got, err := digest(recs)
+	got, err := digest(recs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got != goldenDigest {
 		t.Fatalf("digest = %s, want %s: the canonical form changed", got, goldenDigest)
+	}
+	// A record's kept rendering gives the same canonical form.
+	r := &rendering{fields: f, masked: []string{"name"}}
+	r.render()
+	if got, err := digest(recs, []*rendering{r, nil}); err != nil || got != goldenDigest {
+		t.Fatalf("digest with a rendering = %s, %v; want %s", got, err, goldenDigest)
 	}
 }

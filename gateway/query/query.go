@@ -62,6 +62,11 @@ type Result struct {
 	Delivery      v1.Delivery
 	// FetchedAt is when the records were fetched from the department.
 	FetchedAt time.Time
+	// Shared reports that Records are the fetcher's own read-only values,
+	// handed out again, the same pointers, for every answer drawn from the
+	// same copy (the cache's decoded entries): the pipeline then keeps and
+	// reuses what it renders of them.
+	Shared bool
 }
 
 // Exchange is what the pipeline reports to the whole-process record.
@@ -125,6 +130,15 @@ type Pipeline struct {
 
 	metricsOnce sync.Once
 	latency     *prometheus.HistogramVec
+	renderOnce  sync.Once
+	render      *renderings
+}
+
+// renderings returns the pipeline's table of record renderings, made on
+// first use.
+func (p *Pipeline) renderings() *renderings {
+	p.renderOnce.Do(func() { p.render = newRenderings() })
+	return p.render
 }
 
 // Request is a validated query with its caller.
@@ -136,12 +150,30 @@ type Request struct {
 
 // Run executes one query.
 func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error) {
+	a, err := p.RunAnswer(ctx, r)
+	return a.Response, err
+}
+
+// Answer is the response to a query with what the pipeline already has of
+// its JSON encoding.
+type Answer struct {
+	Response *v1.QueryResponse
+	// FieldsJSON is nil or aligned with Response.Records: a non-nil
+	// element is the JSON of that record's fields, keys sorted, as
+	// pbjson.AppendStruct writes them. The answer shares these bytes with
+	// others: read them, never change them.
+	FieldsJSON [][]byte
+}
+
+// RunAnswer executes one query like Run and also returns the parts of the
+// answer's JSON the pipeline kept from earlier answers.
+func (p *Pipeline) RunAnswer(ctx context.Context, r Request) (Answer, error) {
 	latency := p.metrics()
 	if latency == nil {
 		return p.run(ctx, r)
 	}
 	start := time.Now()
-	resp, err := p.run(ctx, r)
+	a, err := p.run(ctx, r)
 	dataset := r.Query.GetDataset()
 	if _, known := p.Dict.Dataset(dataset); !known {
 		dataset = "unknown" // bounded cardinality: callers choose the name
@@ -155,7 +187,7 @@ func (p *Pipeline) Run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		outcome = strings.ToLower(apierr.From(err).Reason)
 	}
 	latency.WithLabelValues(dataset, consumer, outcome).Observe(time.Since(start).Seconds())
-	return resp, err
+	return a, err
 }
 
 // metrics registers the pipeline's metrics on first use; nil without a
@@ -234,12 +266,12 @@ func truncate(s string, n int) string {
 	return strings.ToValidUTF8(s[:n], "")
 }
 
-// run is Run without the metrics.
-func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error) {
+// run is RunAnswer without the metrics.
+func (p *Pipeline) run(ctx context.Context, r Request) (Answer, error) {
 	q := r.Query
 	ds, err := p.validate(q)
 	if err != nil {
-		return nil, err
+		return Answer{}, err
 	}
 	now := p.now()
 	ex := Exchange{
@@ -290,7 +322,7 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		ex.FieldsWithheld = q.GetFields()
 		// A denial is recorded too; if that fails the denial still stands.
 		_, _ = p.record(ctx, ex)
-		return nil, err
+		return Answer{}, err
 	}
 	// Fields decided only because the request selects by them are not
 	// returned unless asked for.
@@ -308,9 +340,9 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		ex.DenyReason = reason
 		ex.FieldsWithheld = q.GetFields()
 		_, _ = p.record(ctx, ex)
-		return nil, err
+		return Answer{}, err
 	}
-	sh := shaping{ds: ds, dec: &dec, sel: sel, want: q.GetFields()}
+	sh := shaping{ds: ds, dec: &dec, sel: sel, want: q.GetFields(), refs: p.Refs}
 	for _, f := range sel {
 		if filterOnly(ds, q, f) {
 			sh.unmasked = append(sh.unmasked, f)
@@ -322,11 +354,14 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		if len(q.GetKeys()) > 0 && apierr.CodeOf(err) == codes.NotFound && apierr.ReasonOf(err) == apierr.ReasonNotFound {
 			// The department (or the cache's memory of its answer) knows
 			// no such record: recorded like an empty answer.
-			return nil, p.notFound(ctx, ex, ds, q)
+			return Answer{}, p.notFound(ctx, ex, ds, q)
 		}
-		return nil, err
+		return Answer{}, err
 	}
 
+	if res.Shared {
+		sh.memo = p.renderings()
+	}
 	resp := &v1.QueryResponse{
 		GrantIds:      dec.GrantIDs,
 		LegalBasis:    dec.LegalBasis,
@@ -337,22 +372,26 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		resp.Withheld = append(resp.Withheld, &v1.Withheld{Field: w.Field, Reason: w.Reason})
 	}
 	outside := 0
-	subjects := map[string]bool{}
+	var subjects []string
+	var rendered []*rendering
 	for _, src := range res.Records {
-		rec, hideID, ok := sh.shape(src, res, now)
+		rec, rd, ok := sh.shape(src, res, now)
 		if !ok {
 			outside++
 			continue
 		}
-		if hideID {
-			rec.Provenance.RecordId = p.Refs.Ref(ds.Name, src.GetId())
-		}
 		if ds.SubjectFld != "" {
 			if v := src.GetFields().GetFields()[ds.SubjectFld].GetStringValue(); v != "" {
-				subjects[v] = true
+				subjects = append(subjects, v)
 			}
 		}
 		resp.Records = append(resp.Records, rec)
+		if rd != nil && rendered == nil {
+			rendered = make([]*rendering, len(resp.Records)-1, len(res.Records))
+		}
+		if rendered != nil {
+			rendered = append(rendered, rd)
+		}
 	}
 	// A key lookup names its records: if none may be shown, say why. A
 	// filter or area query pages through a collection: a page whose records
@@ -362,12 +401,12 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		ex.Decision = DecisionDeny
 		ex.DenyReason = policy.ReasonOutsideJurisdiction
 		_, _ = p.record(ctx, ex)
-		return nil, apierr.Newf(codes.PermissionDenied, apierr.ReasonOutsideJurisdiction,
+		return Answer{}, apierr.Newf(codes.PermissionDenied, apierr.ReasonOutsideJurisdiction,
 			"the records of %s asked for lie outside the jurisdiction of %s's grants (%s)",
 			ds.Name, r.Principal, strings.Join(dec.Jurisdiction, ", ")).With("dataset", ds.Name)
 	}
 	if lookup && len(resp.Records) == 0 {
-		return nil, p.notFound(ctx, ex, ds, q)
+		return Answer{}, p.notFound(ctx, ex, ds, q)
 	}
 
 	ex.Decision = DecisionPermit
@@ -381,19 +420,29 @@ func (p *Pipeline) run(ctx context.Context, r Request) (*v1.QueryResponse, error
 		ex.FieldsWithheld = append(ex.FieldsWithheld, w.Field)
 	}
 	ex.Delivery = deliveryName(res.Delivery)
-	ex.Subjects = slices.Sorted(maps.Keys(subjects))
-	ex.ResponseDigest, err = digest(resp.Records)
+	slices.Sort(subjects)
+	ex.Subjects = slices.Compact(subjects)
+	ex.ResponseDigest, err = digest(resp.Records, rendered)
 	if err != nil {
-		return nil, fmt.Errorf("digesting response: %w", err)
+		return Answer{}, fmt.Errorf("digesting response: %w", err)
 	}
 	receipt, err := p.record(ctx, ex)
 	if err != nil {
 		// Fail closed: an exchange that cannot be recorded is refused.
-		return nil, apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable,
+		return Answer{}, apierr.New(codes.Unavailable, apierr.ReasonAuditUnavailable,
 			"the exchange could not be recorded in the audit log, so it was refused").WithCause(err)
 	}
 	resp.Receipt = receipt
-	return resp, nil
+	a := Answer{Response: resp}
+	if rendered != nil {
+		a.FieldsJSON = make([][]byte, len(rendered))
+		for i, rd := range rendered {
+			if rd != nil {
+				a.FieldsJSON[i] = rd.fieldsJSON
+			}
+		}
+	}
+	return a, nil
 }
 
 // mostSpecific returns the most specific reason among withheld fields, as
@@ -598,6 +647,11 @@ type shaping struct {
 	unmasked []string
 	// want, when not empty, limits the fields returned.
 	want []string
+	// refs turns hidden record ids into references (nil: omit them).
+	refs *RecordRefs
+	// memo, when set, keeps and reuses the renderings of the records: set
+	// only when the records are shared (Result.Shared).
+	memo *renderings
 }
 
 // shape projects and masks one source record under the decision. It returns
@@ -605,11 +659,15 @@ type shaping struct {
 // the decision does not give, for the record's region, a field the query
 // selected it by (unmasked, for the fields in unmasked). The provenance
 // carries the record's id only where the decision gives the dataset's key
-// fields unmasked for the record's region; otherwise it carries none and
-// hideID is true: the caller puts the id's opaque reference there. The
-// decision covers only the fields asked for and selected by, so a key
-// field neither asked for nor selected by never releases the id.
-func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *v1.Record, hideID, ok bool) {
+// fields unmasked for the record's region; otherwise it carries the id's
+// opaque reference (see RecordRefs). The decision covers only the fields
+// asked for and selected by, so a key field neither asked for nor selected
+// by never releases the id.
+//
+// With a memo, the record's fields and masked list are those of a kept
+// rendering, shared read-only with other answers, and r is that
+// rendering; otherwise r is nil.
+func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *v1.Record, r *rendering, ok bool) {
 	ds, dec := sh.ds, sh.dec
 	in := src.GetFields().GetFields()
 	region := ""
@@ -618,25 +676,60 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *
 	}
 	fields := dec.FieldsFor(region)
 	if fields == nil {
-		return nil, false, false
+		return nil, nil, false
 	}
 	for _, f := range sh.sel {
 		if !slices.Contains(fields, f) {
-			return nil, false, false
+			return nil, nil, false
 		}
 	}
 	for _, f := range sh.unmasked {
 		if dec.MaskFor(region, f) != v1.MaskKind_MASK_KIND_UNSPECIFIED {
-			return nil, false, false
+			return nil, nil, false
 		}
 	}
-	id := src.GetId()
-	if id != "" && !idVisible(dec, ds, region, fields) {
-		id, hideID = "", true
-	}
+	hideID := src.GetId() != "" && !idVisible(dec, ds, region, fields)
 	if len(sh.want) > 0 {
 		fields = slices.DeleteFunc(slices.Clone(fields), func(f string) bool { return !slices.Contains(sh.want, f) })
 	}
+	prov := &v1.Provenance{
+		Department: ds.Department,
+		Dataset:    ds.Name,
+		FetchedAt:  timestamppb.New(res.FetchedAt),
+		Delivery:   res.Delivery,
+	}
+	if res.Delivery != v1.Delivery_DELIVERY_LIVE && !res.FetchedAt.IsZero() {
+		prov.Age = durationpb.New(now.Sub(res.FetchedAt))
+	}
+	if sh.memo == nil {
+		out, masked := project(dec, in, region, fields)
+		prov.RecordId = sh.recordID(src, hideID)
+		return &v1.Record{Fields: out, Provenance: prov, MaskedFields: masked}, nil, true
+	}
+	var arr [512]byte
+	sig := shapeSig(arr[:0], dec, in, region, fields, hideID)
+	if r = sh.memo.get(src, ds, sig); r == nil {
+		r = &rendering{src: src, ds: ds, sig: string(sig), recordID: sh.recordID(src, hideID)}
+		r.fields, r.masked = project(dec, in, region, fields)
+		r.render()
+		sh.memo.put(r)
+	}
+	prov.RecordId = r.recordID
+	return &v1.Record{Fields: r.fields, Provenance: prov, MaskedFields: r.masked}, r, true
+}
+
+// recordID is the record id as released: the id, or its reference when
+// hidden.
+func (sh *shaping) recordID(src *v1.SourceRecord, hideID bool) string {
+	if hideID {
+		return sh.refs.Ref(sh.ds.Name, src.GetId())
+	}
+	return src.GetId()
+}
+
+// project returns the fields of in that are in fields, masked as the
+// decision says for region, and the names of the masked ones.
+func project(dec *policy.Decision, in map[string]*structpb.Value, region string, fields []string) (*structpb.Struct, []string) {
 	out := &structpb.Struct{Fields: make(map[string]*structpb.Value, len(fields))}
 	var masked []string
 	for _, f := range fields {
@@ -654,17 +747,7 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *
 		}
 		out.Fields[f] = v
 	}
-	prov := &v1.Provenance{
-		Department: ds.Department,
-		Dataset:    ds.Name,
-		RecordId:   id,
-		FetchedAt:  timestamppb.New(res.FetchedAt),
-		Delivery:   res.Delivery,
-	}
-	if res.Delivery != v1.Delivery_DELIVERY_LIVE && !res.FetchedAt.IsZero() {
-		prov.Age = durationpb.New(now.Sub(res.FetchedAt))
-	}
-	return &v1.Record{Fields: out, Provenance: prov, MaskedFields: masked}, hideID, true
+	return out, masked
 }
 
 func requestSubjects(ds *datasets.Dataset, q *v1.QueryRequest) []string {
@@ -684,18 +767,26 @@ func requestSubjects(ds *datasets.Dataset, q *v1.QueryRequest) []string {
 // masked fields, and fields in sorted order, every string length-prefixed
 // and every value tagged with its JSON type. Two responses that release the
 // same data have the same digest, whatever their JSON key order.
-func digest(records []*v1.Record) (string, error) {
+//
+// rendered, when not nil, is aligned with records: a record with a
+// rendering takes the canonical form of its masked fields and fields from
+// it.
+func digest(records []*v1.Record, rendered []*rendering) (string, error) {
 	bp := digestBufs.Get().(*[]byte)
 	defer digestBufs.Put(bp)
 	buf := (*bp)[:0]
 	var err error
-	for _, r := range records {
+	for i, r := range records {
 		p := r.GetProvenance()
 		buf = append(buf, 'R')
 		buf = appendStr(buf, p.GetDepartment())
 		buf = appendStr(buf, p.GetDataset())
 		buf = appendStr(buf, p.GetRecordId())
 		buf = appendStr(buf, p.GetDelivery().String())
+		if rendered != nil && rendered[i] != nil && rendered[i].canon != nil {
+			buf = append(buf, rendered[i].canon...)
+			continue
+		}
 		for _, m := range r.GetMaskedFields() {
 			buf = appendStr(buf, m)
 		}

@@ -30,13 +30,23 @@ func (d snapshotDecider) Decide(_ context.Context, r policy.Request) (policy.Dec
 type fakeFetcher struct {
 	records []*v1.SourceRecord
 	err     error
+	mu      sync.Mutex
 	calls   int
+	// shared answers as the cache does: the same records, marked shared,
+	// fetched at fetchedAt.
+	shared    bool
+	fetchedAt time.Time
 }
 
 func (f *fakeFetcher) Fetch(_ context.Context, _ *datasets.Dataset, _ *v1.FetchRequest) (Result, error) {
+	f.mu.Lock()
 	f.calls++
+	f.mu.Unlock()
 	if f.err != nil {
 		return Result{}, f.err
+	}
+	if f.shared {
+		return Result{Records: f.records, Delivery: v1.Delivery_DELIVERY_CACHE, FetchedAt: f.fetchedAt, Shared: true}, nil
 	}
 	return Result{Records: f.records, Delivery: v1.Delivery_DELIVERY_LIVE, FetchedAt: time.Now()}, nil
 }
@@ -212,12 +222,12 @@ func TestDigest(t *testing.T) {
 		f, _ := structpb.NewStruct(m)
 		return &v1.Record{Fields: f, Provenance: &v1.Provenance{Department: "market", RecordId: goodCode}}
 	}
-	a, err := digest([]*v1.Record{rec("甲", []string{"name", "code", "capital", "ok", "geo"})})
+	a, err := digest([]*v1.Record{rec("甲", []string{"name", "code", "capital", "ok", "geo"})}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := digest([]*v1.Record{rec("甲", []string{"geo", "ok", "capital", "code", "name"})})
-	c, _ := digest([]*v1.Record{rec("乙", []string{"name", "code", "capital", "ok", "geo"})})
+	b, _ := digest([]*v1.Record{rec("甲", []string{"geo", "ok", "capital", "code", "name"})}, nil)
+	c, _ := digest([]*v1.Record{rec("乙", []string{"name", "code", "capital", "ok", "geo"})}, nil)
 	if a != b {
 		t.Error("digest depends on field order")
 	}

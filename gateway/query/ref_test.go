@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -130,68 +131,79 @@ func TestRecordIDIsReleasedOnlyWithItsKeyField(t *testing.T) {
 		{"key granted, no reference key", "approval-bureau", nil, []*v1.SourceRecord{licence("130104")}, byCode, []string{goodCode}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rec := &fakeRecorder{}
-			p := idPipeline(t, tt.refs, &fakeFetcher{records: tt.records}, rec)
-			who := policy.Principal{SystemID: tt.system, Department: "d-" + tt.system, Region: "130100"}
-			var first []string
-			for run := range 2 {
-				resp, err := p.Run(context.Background(), Request{Principal: who, RequestID: "r", Query: tt.query})
-				if err != nil {
-					t.Fatal(err)
+		for _, shared := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/shared=%v", tt.name, shared), func(t *testing.T) {
+				testReleasedIDs(t, tt.refs, tt.system, tt.records, tt.query, tt.want, shared)
+			})
+		}
+	}
+}
+
+// testReleasedIDs runs query twice as system over records and checks the
+// record ids released; with shared, the records come as the cache hands
+// them out, so the second answer is made from kept renderings.
+func testReleasedIDs(t *testing.T, refs *RecordRefs, system string, records []*v1.SourceRecord, query *v1.QueryRequest, wantIDs []string, shared bool) {
+	t.Helper()
+	lic := "market.business_licences"
+	rec := &fakeRecorder{}
+	p := idPipeline(t, refs, &fakeFetcher{records: records, shared: shared, fetchedAt: time.Now()}, rec)
+	who := policy.Principal{SystemID: system, Department: "d-" + system, Region: "130100"}
+	var first []string
+	for run := range 2 {
+		resp, err := p.Run(context.Background(), Request{Principal: who, RequestID: "r", Query: query})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Records) != len(wantIDs) {
+			t.Fatalf("records = %d, want %d", len(resp.Records), len(wantIDs))
+		}
+		var got []string
+		for i, r := range resp.Records {
+			id, src := r.GetProvenance().GetRecordId(), records[i].GetId()
+			got = append(got, id)
+			switch want := wantIDs[i]; want {
+			case "ref":
+				if !strings.HasPrefix(id, RefPrefix) || strings.Contains(id, src) || strings.Contains(id, src[2:10]) {
+					t.Errorf("record %d: id %q, want an opaque reference", i, id)
 				}
-				if len(resp.Records) != len(tt.want) {
-					t.Fatalf("records = %d, want %d", len(resp.Records), len(tt.want))
+				if id != refs.Ref(lic, src) {
+					t.Errorf("record %d: id %q, want Ref = %q", i, id, refs.Ref(lic, src))
 				}
-				var got []string
-				for i, r := range resp.Records {
-					id, src := r.GetProvenance().GetRecordId(), tt.records[i].GetId()
-					got = append(got, id)
-					switch want := tt.want[i]; want {
-					case "ref":
-						if !strings.HasPrefix(id, RefPrefix) || strings.Contains(id, src) || strings.Contains(id, src[2:10]) {
-							t.Errorf("record %d: id %q, want an opaque reference", i, id)
-						}
-						if id != tt.refs.Ref(lic, src) {
-							t.Errorf("record %d: id %q, want Ref = %q", i, id, tt.refs.Ref(lic, src))
-						}
-					default:
-						if id != want {
-							t.Errorf("record %d: id %q, want %q", i, id, want)
-						}
-					}
-				}
-				if run == 0 {
-					first = got
-				} else if strings.Join(got, ",") != strings.Join(first, ",") {
-					t.Errorf("ids changed between queries: %v then %v", first, got)
-				}
-				// A key field not asked for is neither listed as withheld
-				// nor returned.
-				for _, w := range resp.Withheld {
-					if w.Field == "credit_code" && len(tt.query.Fields) > 0 && !contains(tt.query.Fields, "credit_code") {
-						t.Errorf("credit_code listed as withheld though not asked for")
-					}
-				}
-				if fs := tt.query.GetFields(); len(fs) > 0 {
-					for _, r := range resp.Records {
-						for name := range r.GetFields().GetFields() {
-							if !contains(fs, name) {
-								t.Errorf("field %s returned though not asked for", name)
-							}
-						}
-					}
-				}
-				// What was recorded is what was released.
-				d, err := digest(resp.Records)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if last := rec.got[len(rec.got)-1]; last.ResponseDigest != d {
-					t.Errorf("recorded digest %s, digest of the answer %s", last.ResponseDigest, d)
+			default:
+				if id != want {
+					t.Errorf("record %d: id %q, want %q", i, id, want)
 				}
 			}
-		})
+		}
+		if run == 0 {
+			first = got
+		} else if strings.Join(got, ",") != strings.Join(first, ",") {
+			t.Errorf("ids changed between queries: %v then %v", first, got)
+		}
+		// A key field not asked for is neither listed as withheld
+		// nor returned.
+		for _, w := range resp.Withheld {
+			if w.Field == "credit_code" && len(query.Fields) > 0 && !contains(query.Fields, "credit_code") {
+				t.Errorf("credit_code listed as withheld though not asked for")
+			}
+		}
+		if fs := query.GetFields(); len(fs) > 0 {
+			for _, r := range resp.Records {
+				for name := range r.GetFields().GetFields() {
+					if !contains(fs, name) {
+						t.Errorf("field %s returned though not asked for", name)
+					}
+				}
+			}
+		}
+		// What was recorded is what was released.
+		d, err := digest(resp.Records, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := rec.got[len(rec.got)-1]; last.ResponseDigest != d {
+			t.Errorf("recorded digest %s, digest of the answer %s", last.ResponseDigest, d)
+		}
 	}
 }
 
@@ -239,7 +251,7 @@ func TestDigestCoversReleasedID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	released, err := digest(resp.Records)
+	released, err := digest(resp.Records, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +260,7 @@ func TestDigestCoversReleasedID(t *testing.T) {
 	}
 	withID := proto.Clone(resp.Records[0]).(*v1.Record)
 	withID.Provenance.RecordId = goodCode
-	raw, _ := digest([]*v1.Record{withID})
+	raw, _ := digest([]*v1.Record{withID}, nil)
 	if raw == released {
 		t.Fatal("the digest does not depend on the record id")
 	}

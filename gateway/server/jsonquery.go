@@ -37,7 +37,7 @@ func newMarshaler() queryMarshaler {
 // Marshal implements runtime.Marshaler.
 func (m queryMarshaler) Marshal(v any) ([]byte, error) {
 	if r, ok := v.(*v1.QueryResponse); ok {
-		if b, ok := appendQueryResponse(make([]byte, 0, 2048), r); ok {
+		if b, ok := appendQueryResponse(make([]byte, 0, 2048), r, nil); ok {
 			return b, nil
 		}
 	}
@@ -45,8 +45,10 @@ func (m queryMarshaler) Marshal(v any) ([]byte, error) {
 }
 
 // appendQueryResponse encodes r; ok is false when r holds a value the fast
-// encoder leaves to protojson (a non-finite number).
-func appendQueryResponse(b []byte, r *v1.QueryResponse) ([]byte, bool) {
+// encoder leaves to protojson (a non-finite number). fieldsJSON is nil or
+// aligned with r.Records: a non-nil element is the JSON of that record's
+// fields (see query.Answer), copied as it is.
+func appendQueryResponse(b []byte, r *v1.QueryResponse, fieldsJSON [][]byte) ([]byte, bool) {
 	b = append(b, '{')
 	first := true
 	key := func(name string) {
@@ -65,8 +67,12 @@ func appendQueryResponse(b []byte, r *v1.QueryResponse) ([]byte, bool) {
 			if i > 0 {
 				b = append(b, ',')
 			}
+			var js []byte
+			if i < len(fieldsJSON) {
+				js = fieldsJSON[i]
+			}
 			var ok bool
-			if b, ok = appendRecord(b, rec); !ok {
+			if b, ok = appendRecord(b, rec, js); !ok {
 				return nil, false
 			}
 		}
@@ -145,14 +151,19 @@ func appendQueryResponse(b []byte, r *v1.QueryResponse) ([]byte, bool) {
 	return append(b, '}'), true
 }
 
-func appendRecord(b []byte, rec *v1.Record) ([]byte, bool) {
+// appendRecord encodes rec, its fields as fieldsJSON when that is not nil.
+func appendRecord(b []byte, rec *v1.Record, fieldsJSON []byte) ([]byte, bool) {
 	b = append(b, '{')
 	sep := false
 	if rec.Fields != nil {
 		b = append(b, `"fields":`...)
-		var ok bool
-		if b, ok = pbjson.AppendStruct(b, rec.Fields); !ok {
-			return nil, false
+		if fieldsJSON != nil {
+			b = append(b, fieldsJSON...)
+		} else {
+			var ok bool
+			if b, ok = pbjson.AppendStruct(b, rec.Fields); !ok {
+				return nil, false
+			}
 		}
 		sep = true
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tongban/tongban/gateway/pbjson"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
 
@@ -96,6 +97,40 @@ func TestQueryJSONMatchesProtojson(t *testing.T) {
 				t.Fatalf("protojson cannot read the fast encoding back: %v", err)
 			}
 		})
+	}
+}
+
+// TestQueryJSONWithKeptFields: an answer written with the records' kept
+// field renderings is byte for byte the answer encoded in full.
+func TestQueryJSONWithKeptFields(t *testing.T) {
+	f1, _ := structpb.NewStruct(map[string]any{"name": "石家庄恒信餐饮管理有限公司", "capital": 2000.0, "region_code": "130104"})
+	f2, _ := structpb.NewStruct(map[string]any{"name": "甲", "ok": true})
+	resp := &v1.QueryResponse{
+		Records: []*v1.Record{
+			{Fields: f1, Provenance: &v1.Provenance{Department: "market", RecordId: "x"}, MaskedFields: []string{"name"}},
+			{Fields: f2},
+			{Provenance: &v1.Provenance{Department: "market"}},
+		},
+		RequestId: "r",
+	}
+	full, ok := appendQueryResponse(nil, resp, nil)
+	if !ok {
+		t.Fatal("not encoded")
+	}
+	js1, _ := pbjson.AppendStruct(nil, f1)
+	for name, kept := range map[string][][]byte{
+		"all kept":   {js1, []byte(`{"name":"甲","ok":true}`), nil},
+		"some kept":  {nil, []byte(`{"name":"甲","ok":true}`)},
+		"first kept": {js1},
+	} {
+		got, ok := appendQueryResponse(nil, resp, kept)
+		if !ok || !bytes.Equal(got, full) {
+			t.Errorf("%s: %s\nwant %s", name, got, full)
+		}
+	}
+	// The kept bytes are what is written: a wrong rendering shows.
+	if got, _ := appendQueryResponse(nil, resp, [][]byte{[]byte(`{"x":1}`)}); bytes.Equal(got, full) {
+		t.Error("the kept rendering was not used")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tongban/tongban/gateway/query"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
 
@@ -39,6 +40,13 @@ type queryRoute struct {
 	svc  v1.GatewayServer
 	next http.Handler
 	m    queryMarshaler
+}
+
+// answerQuerier is implemented by a GatewayServer that can also return the
+// parts of a query's JSON answer its pipeline kept (api.Gateway): the
+// route copies those instead of encoding the records' fields again.
+type answerQuerier interface {
+	QueryDatasetAnswer(ctx context.Context, req *v1.QueryRequest) (query.Answer, error)
 }
 
 const (
@@ -83,23 +91,29 @@ func (q *queryRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
 		ctx = metadata.NewIncomingContext(ctx, metadata.MD{"authorization": auth})
 	}
-	resp, err := q.svc.QueryDataset(ctx, req)
+	var a query.Answer
+	var err error
+	if aq, ok := q.svc.(answerQuerier); ok {
+		a, err = aq.QueryDatasetAnswer(ctx, req)
+	} else {
+		a.Response, err = q.svc.QueryDataset(ctx, req)
+	}
 	if err != nil {
 		q.s.restError(ctx, nil, nil, w, r, err)
 		return
 	}
-	q.write(ctx, w, r, resp)
+	q.write(ctx, w, r, a)
 }
 
-// write sends resp as grpc-gateway's ForwardResponseMessage would, encoded
-// into a pooled buffer.
-func (q *queryRoute) write(ctx context.Context, w http.ResponseWriter, r *http.Request, resp *v1.QueryResponse) {
+// write sends a's response as grpc-gateway's ForwardResponseMessage would,
+// encoded into a pooled buffer.
+func (q *queryRoute) write(ctx context.Context, w http.ResponseWriter, r *http.Request, a query.Answer) {
 	bp := answerBufs.Get().(*[]byte)
 	defer answerBufs.Put(bp)
-	b, ok := appendQueryResponse((*bp)[:0], resp)
+	b, ok := appendQueryResponse((*bp)[:0], a.Response, a.FieldsJSON)
 	if !ok {
 		var err error
-		if b, err = q.m.Marshal(resp); err != nil {
+		if b, err = q.m.Marshal(a.Response); err != nil {
 			q.s.restError(ctx, nil, nil, w, r, status.Errorf(codes.Internal, "encoding the answer: %v", err))
 			return
 		}

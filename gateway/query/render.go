@@ -1,0 +1,117 @@
+package query
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tongban/tongban/gateway/pbjson"
+	"github.com/tongban/tongban/policy"
+	"github.com/tongban/tongban/schemas/datasets"
+	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+)
+
+// A rendering is what shaping one shared source record under one decision
+// shape produces, apart from the provenance of the answer it goes into:
+// the projected and masked fields, the record id as released, and that
+// record's share of the answer's JSON and digest. It is immutable once
+// made; answers share its fields and masked list read-only.
+//
+// A cache hit hands the pipeline the very records it handed the previous
+// hit of the same cached copy (Result.Shared), and most callers ask with
+// the same grants for the same fields, so the same rendering serves them
+// all until the copy is replaced or the policy changes, either of which
+// changes the key.
+type rendering struct {
+	// The key: the source record, its dataset, and the shape (shapeSig).
+	src *v1.SourceRecord
+	ds  *datasets.Dataset
+	sig string
+
+	fields   *structpb.Struct
+	masked   []string
+	recordID string
+	// fieldsJSON is fields as pbjson.AppendStruct writes it; nil when it
+	// refuses (a non-finite number), and the answer's encoder falls back.
+	fieldsJSON []byte
+	// canon is the canonical form of the masked list and the fields, the
+	// part of the record's digest input that follows its provenance.
+	canon []byte
+	// subject is the value of the dataset's subject field, "" if none.
+	subject string
+}
+
+// renderSlots is the number of renderings a pipeline keeps: about 4 KiB
+// each for a licence record, so at most ≈ 16 MiB.
+const renderSlots = 4096
+
+// renderings is a direct-mapped table of renderings: a slot holds the last
+// rendering whose key hashed to it. Lookups and stores are single atomic
+// operations, so concurrent queries never wait for each other; a collision
+// only costs the shaping the table saves.
+type renderings struct {
+	seed  maphash.Seed
+	slots [renderSlots]atomic.Pointer[rendering]
+}
+
+func newRenderings() *renderings { return &renderings{seed: maphash.MakeSeed()} }
+
+type renderKey struct {
+	src *v1.SourceRecord
+	ds  *datasets.Dataset
+}
+
+func (t *renderings) slot(src *v1.SourceRecord, ds *datasets.Dataset, sig []byte) *atomic.Pointer[rendering] {
+	h := maphash.Comparable(t.seed, renderKey{src, ds}) ^ maphash.Bytes(t.seed, sig)
+	return &t.slots[h%renderSlots]
+}
+
+// get returns the rendering of src in dataset ds under shape sig, if kept.
+func (t *renderings) get(src *v1.SourceRecord, ds *datasets.Dataset, sig []byte) *rendering {
+	r := t.slot(src, ds, sig).Load()
+	if r != nil && r.src == src && r.ds == ds && r.sig == string(sig) {
+		return r
+	}
+	return nil
+}
+
+func (t *renderings) put(r *rendering) {
+	t.slot(r.src, r.ds, []byte(r.sig)).Store(r)
+}
+
+// shapeSig appends the signature of a record's shape: every field it
+// returns, in order, with its mask, and whether the record id is hidden.
+// Two shapings of the same source record with the same signature produce
+// the same fields, masked list and record id.
+func shapeSig(b []byte, dec *policy.Decision, in map[string]*structpb.Value, region string, fields []string, hideID bool) []byte {
+	if hideID {
+		b = append(b, 'h')
+	} else {
+		b = append(b, 'i')
+	}
+	for _, f := range fields {
+		if _, ok := in[f]; !ok {
+			continue
+		}
+		b = append(append(b, f...), 0)
+		b = binary.AppendUvarint(b, uint64(dec.MaskFor(region, f)))
+	}
+	return b
+}
+
+// render completes r (its key, fields, masked list and record id set) with
+// its JSON and canonical digest form.
+func (r *rendering) render() {
+	if b, ok := pbjson.AppendStruct(nil, r.fields); ok {
+		r.fieldsJSON = b
+	}
+	var canon []byte
+	for _, m := range r.masked {
+		canon = appendStr(canon, m)
+	}
+	if c, err := appendCanonStruct(canon, r.fields); err == nil {
+		r.canon = c
+	}
+}
