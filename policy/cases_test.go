@@ -305,8 +305,30 @@ func TestDecideCases(t *testing.T) {
 				if got := d.MaskFor(region, field); got != maskKind(t, want) {
 					t.Errorf("MaskFor(%q, %q) = %v, want %v", region, field, got, want)
 				}
+				checkAppendMasks(t, &d, region)
+			}
+			for region := range w.FieldsFor {
+				checkAppendMasks(t, &d, region)
 			}
 		})
+	}
+}
+
+// checkAppendMasks checks that AppendMasks gives MaskFor's masks for the
+// decision's fields in their order, in reverse order, and with a field the
+// decision does not allow.
+func checkAppendMasks(t *testing.T, d *Decision, region string) {
+	t.Helper()
+	fields := append(slices.Clone(d.Fields), "not_a_field")
+	reversed := slices.Clone(fields)
+	slices.Reverse(reversed)
+	for _, fs := range [][]string{d.FieldsFor(region), d.Fields, fields, reversed} {
+		got := d.AppendMasks(nil, region, fs)
+		for i, f := range fs {
+			if want := d.MaskFor(region, f); got[i] != want {
+				t.Errorf("AppendMasks(%q, %v)[%d] = %v, MaskFor(%q) = %v", region, fs, i, got[i], f, want)
+			}
+		}
 	}
 }
 

@@ -187,16 +187,43 @@ func (d *Decision) FieldsFor(regionCode string) []string {
 // MASK_KIND_REDACT for a field the record may not show, so a caller that
 // forgets FieldsFor still leaks nothing.
 func (d *Decision) MaskFor(regionCode, field string) v1.MaskKind {
-	fi := -1
 	for j, f := range d.Fields {
 		if f == field {
-			fi = d.idx[j]
-			break
+			return d.maskAt(d.idx[j], regionCode)
 		}
 	}
-	if fi < 0 {
-		return v1.MaskKind_MASK_KIND_REDACT
+	return v1.MaskKind_MASK_KIND_REDACT
+}
+
+// AppendMasks appends to dst the mask of each of fields for a record whose
+// region field holds regionCode, as MaskFor gives it. Fields in the order
+// of d.Fields (as FieldsFor returns them, or any part of that in order)
+// are found in one pass.
+func (d *Decision) AppendMasks(dst []v1.MaskKind, regionCode string, fields []string) []v1.MaskKind {
+	next := 0
+	for _, f := range fields {
+		j := -1
+		for k := next; k < len(d.Fields); k++ {
+			if d.Fields[k] == f {
+				j = k
+				break
+			}
+		}
+		if j < 0 {
+			j = slices.Index(d.Fields, f)
+		}
+		if j < 0 {
+			dst = append(dst, v1.MaskKind_MASK_KIND_REDACT)
+			continue
+		}
+		next = j + 1
+		dst = append(dst, d.maskAt(d.idx[j], regionCode))
 	}
+	return dst
+}
+
+// maskAt is MaskFor for the field of dictionary index fi.
+func (d *Decision) maskAt(fi int, regionCode string) v1.MaskKind {
 	best, found := v1.MaskKind_MASK_KIND_REDACT, false
 	for i := range d.scopes {
 		s := &d.scopes[i]

@@ -701,16 +701,18 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *
 	if res.Delivery != v1.Delivery_DELIVERY_LIVE && !res.FetchedAt.IsZero() {
 		prov.Age = durationpb.New(now.Sub(res.FetchedAt))
 	}
+	var marr [32]v1.MaskKind
+	masks := dec.AppendMasks(marr[:0], region, fields)
 	if sh.memo == nil {
-		out, masked := project(dec, in, region, fields)
+		out, masked := project(in, fields, masks)
 		prov.RecordId = sh.recordID(src, hideID)
 		return &v1.Record{Fields: out, Provenance: prov, MaskedFields: masked}, nil, true
 	}
 	var arr [512]byte
-	sig := shapeSig(arr[:0], dec, in, region, fields, hideID)
+	sig := shapeSig(arr[:0], in, fields, masks, hideID)
 	if r = sh.memo.get(src, ds, sig); r == nil {
 		r = &rendering{src: src, ds: ds, sig: string(sig), recordID: sh.recordID(src, hideID)}
-		r.fields, r.masked = project(dec, in, region, fields)
+		r.fields, r.masked = project(in, fields, masks)
 		r.render()
 		sh.memo.put(r)
 	}
@@ -727,17 +729,18 @@ func (sh *shaping) recordID(src *v1.SourceRecord, hideID bool) string {
 	return src.GetId()
 }
 
-// project returns the fields of in that are in fields, masked as the
-// decision says for region, and the names of the masked ones.
-func project(dec *policy.Decision, in map[string]*structpb.Value, region string, fields []string) (*structpb.Struct, []string) {
+// project returns the fields of in that are in fields, each masked with
+// its mask in masks (aligned with fields), and the names of the masked
+// ones.
+func project(in map[string]*structpb.Value, fields []string, masks []v1.MaskKind) (*structpb.Struct, []string) {
 	out := &structpb.Struct{Fields: make(map[string]*structpb.Value, len(fields))}
 	var masked []string
-	for _, f := range fields {
+	for i, f := range fields {
 		v, ok := in[f]
 		if !ok {
 			continue
 		}
-		if m := dec.MaskFor(region, f); m != v1.MaskKind_MASK_KIND_UNSPECIFIED {
+		if m := masks[i]; m != v1.MaskKind_MASK_KIND_UNSPECIFIED {
 			if s, isStr := v.GetKind().(*structpb.Value_StringValue); isStr {
 				v = structpb.NewStringValue(policy.ApplyMask(m, s.StringValue))
 			} else {

@@ -8,7 +8,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tongban/tongban/gateway/pbjson"
-	"github.com/tongban/tongban/policy"
 	"github.com/tongban/tongban/schemas/datasets"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
@@ -82,21 +81,22 @@ func (t *renderings) put(r *rendering) {
 }
 
 // shapeSig appends the signature of a record's shape: every field it
-// returns, in order, with its mask, and whether the record id is hidden.
-// Two shapings of the same source record with the same signature produce
-// the same fields, masked list and record id.
-func shapeSig(b []byte, dec *policy.Decision, in map[string]*structpb.Value, region string, fields []string, hideID bool) []byte {
+// returns, in order, with its mask (masks is aligned with fields), and
+// whether the record id is hidden. Two shapings of the same source record
+// with the same signature produce the same fields, masked list and record
+// id.
+func shapeSig(b []byte, in map[string]*structpb.Value, fields []string, masks []v1.MaskKind, hideID bool) []byte {
 	if hideID {
 		b = append(b, 'h')
 	} else {
 		b = append(b, 'i')
 	}
-	for _, f := range fields {
+	for i, f := range fields {
 		if _, ok := in[f]; !ok {
 			continue
 		}
 		b = append(append(b, f...), 0)
-		b = binary.AppendUvarint(b, uint64(dec.MaskFor(region, f)))
+		b = binary.AppendUvarint(b, uint64(masks[i]))
 	}
 	return b
 }
