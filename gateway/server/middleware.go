@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -25,6 +27,46 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// rest holds the series of each REST route, method and status seen
+	// (restKey → restSeries), so that a request does not look its labels
+	// up in the vectors again.
+	rest sync.Map
+}
+
+// restKey names the series of a REST request: its method (one of
+// restMethods, or "OTHER"), route label and status.
+type restKey struct {
+	method, route string
+	code          int
+}
+
+type restSeries struct {
+	latency  prometheus.Observer
+	requests prometheus.Counter
+}
+
+// restMethods are the methods REST metrics name; any other is "OTHER", so
+// that callers cannot create series at will.
+var restMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+	http.MethodHead, http.MethodOptions}
+
+// observeREST records a REST request that took d.
+func (m *metrics) observeREST(r *http.Request, code int, d time.Duration) {
+	k := restKey{method: "OTHER", route: routeLabel(r), code: code}
+	if i := slices.Index(restMethods, r.Method); i >= 0 {
+		k.method = restMethods[i]
+	}
+	v, ok := m.rest.Load(k)
+	if !ok {
+		label := k.method + " " + k.route
+		v, _ = m.rest.LoadOrStore(k, restSeries{
+			latency:  m.latency.WithLabelValues(label, "rest"),
+			requests: m.requests.WithLabelValues(label, "rest", strconv.Itoa(code)),
+		})
+	}
+	rs := v.(restSeries)
+	rs.latency.Observe(d.Seconds())
+	rs.requests.Inc()
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -176,9 +218,7 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rw, r.WithContext(ctx))
-		route := r.Method + " " + routeLabel(r)
-		s.metrics.latency.WithLabelValues(route, "rest").Observe(time.Since(start).Seconds())
-		s.metrics.requests.WithLabelValues(route, "rest", strconv.Itoa(rw.code)).Inc()
+		s.metrics.observeREST(r, rw.code, time.Since(start))
 	})
 }
 

@@ -2,8 +2,13 @@ package server
 
 import (
 	"maps"
+	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestPatternMethods(t *testing.T) {
@@ -23,5 +28,45 @@ func TestPatternMethods(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("patternMethods(%q) = %q, want %q", tc.patterns, got, tc.want)
 		}
+	}
+}
+
+// TestRESTMetrics: REST requests are counted and timed per method, route
+// and status, and methods outside the standard ones share one series, so
+// callers cannot create series at will.
+func TestRESTMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	for _, c := range []struct {
+		method, path string
+		code         int
+	}{
+		{"POST", "/v1/datasets/market.business_licences:query", 200},
+		{"POST", "/v1/datasets/approval.permits:query", 200},
+		{"POST", "/v1/datasets/x:query", 403},
+		{"BREW", "/v1/datasets/x:query", 405},
+		{"PROPFIND", "/v1/datasets/y:query", 405},
+		{"GET", "/nowhere", 404},
+	} {
+		m.observeREST(httptest.NewRequest(c.method, c.path, nil), c.code, time.Millisecond)
+	}
+	for _, c := range []struct {
+		route, code string
+		want        float64
+	}{
+		{"POST /v1/datasets", "200", 2},
+		{"POST /v1/datasets", "403", 1},
+		{"OTHER /v1/datasets", "405", 2},
+		{"GET other", "404", 1},
+	} {
+		if got := testutil.ToFloat64(m.requests.WithLabelValues(c.route, "rest", c.code)); got != c.want {
+			t.Errorf("requests{%s, %s} = %v, want %v", c.route, c.code, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.requests); n != 4 {
+		t.Errorf("%d request series, want 4", n)
+	}
+	if n := testutil.CollectAndCount(m.latency); n != 3 {
+		t.Errorf("%d latency series, want 3", n)
 	}
 }
