@@ -23,6 +23,8 @@ type Snapshot struct {
 	revision int64
 	grants   int
 	skipped  []SkippedGrant
+	// kept holds recent decisions (see decisions).
+	kept *decisions
 }
 
 // SkippedGrant is a grant that Prepare could not compile, for example one
@@ -61,7 +63,7 @@ type compiled struct {
 // that does not fit the dictionary is skipped (it allows nothing) and listed
 // by Skipped. Revision is the store revision the grants were read at.
 func Prepare(dict *datasets.Dictionary, grants []*v1.Grant, revision int64) *Snapshot {
-	s := &Snapshot{dict: dict, datasets: make(map[string]*dsEntry, len(dict.Datasets)), revision: revision}
+	s := &Snapshot{dict: dict, datasets: make(map[string]*dsEntry, len(dict.Datasets)), revision: revision, kept: newDecisions()}
 	for _, ds := range dict.Datasets {
 		e := &dsEntry{
 			name:     ds.Name,
@@ -205,15 +207,33 @@ var rankStory = [...]string{
 // NotFound (UNKNOWN_DATASET), InvalidArgument (UNKNOWN_FIELD, or a missing
 // purpose or time), Unauthenticated (no principal), PermissionDenied
 // (DATASET_NOT_SHARED, or no requested field allowed, with the most
-// specific reason).
+// specific reason). The slices and map of a Decision may be shared with
+// other decisions of the snapshot: they are read-only.
 func (s *Snapshot) Decide(req Request) (Decision, error) {
+	if !req.Time.IsZero() {
+		if d, ok := s.kept.get(&req); ok {
+			return d, nil
+		}
+	}
+	d, from, until, err := s.decide(req)
+	if err == nil {
+		s.kept.put(&req, d, from, until)
+	}
+	return d, err
+}
+
+// decide is Decide without the kept decisions. It also returns the window
+// of request times [from, until) over which the same request gets the same
+// decision.
+func (s *Snapshot) decide(req Request) (_ Decision, from, until int64, _ error) {
+	from, until = openWindow()
 	e, ok := s.datasets[req.Dataset]
 	if !ok {
-		return Decision{}, apierr.Newf(codes.NotFound, ReasonUnknownDataset, "unknown dataset %q", req.Dataset).With("dataset", req.Dataset)
+		return Decision{}, 0, 0, apierr.Newf(codes.NotFound, ReasonUnknownDataset, "unknown dataset %q", req.Dataset).With("dataset", req.Dataset)
 	}
 	p := req.Principal
 	if p.SystemID == "" && p.Department == "" {
-		return Decision{}, apierr.New(codes.Unauthenticated, apierr.ReasonUnauthenticated, "the request names no authenticated consumer")
+		return Decision{}, 0, 0, apierr.New(codes.Unauthenticated, apierr.ReasonUnauthenticated, "the request names no authenticated consumer")
 	}
 	idx := e.all
 	if len(req.Fields) > 0 {
@@ -222,7 +242,7 @@ func (s *Snapshot) Decide(req Request) (Decision, error) {
 			i, ok := e.index[f]
 			if !ok {
 				field := fmt.Sprintf("fields[%d]", k)
-				return Decision{}, apierr.Newf(codes.InvalidArgument, ReasonUnknownField, "%s: %q is not a field of %s", field, f, e.name).With("field", f)
+				return Decision{}, 0, 0, apierr.Newf(codes.InvalidArgument, ReasonUnknownField, "%s: %q is not a field of %s", field, f, e.name).With("field", f)
 			}
 			if !slices.Contains(idx, i) {
 				idx = append(idx, i)
@@ -230,13 +250,13 @@ func (s *Snapshot) Decide(req Request) (Decision, error) {
 		}
 	}
 	if e.sharing == "not_shared" {
-		return Decision{}, apierr.Newf(codes.PermissionDenied, ReasonDatasetNotShared, "dataset %s is not shared outside its department", e.name).With("dataset", e.name)
+		return Decision{}, 0, 0, apierr.Newf(codes.PermissionDenied, ReasonDatasetNotShared, "dataset %s is not shared outside its department", e.name).With("dataset", e.name)
 	}
 	if req.Purpose == "" {
-		return Decision{}, apierr.Invalid("purpose", "a purpose is required")
+		return Decision{}, 0, 0, apierr.Invalid("purpose", "a purpose is required")
 	}
 	if req.Time.IsZero() {
-		return Decision{}, apierr.Invalid("time", "the decision time is required")
+		return Decision{}, 0, 0, apierr.Invalid("time", "the decision time is required")
 	}
 	now := req.Time.UnixNano()
 	nf := len(e.names)
@@ -268,6 +288,7 @@ func (s *Snapshot) Decide(req Request) (Decision, error) {
 		if g.role != "" && !slices.Contains(p.Roles, g.role) {
 			return
 		}
+		window(&from, &until, now, g.from, g.until)
 		purposeOK := slices.Contains(g.purposes, req.Purpose)
 		var timeRank uint8
 		switch {
@@ -371,10 +392,10 @@ func (s *Snapshot) Decide(req Request) (Decision, error) {
 		}
 	}
 	if len(d.Fields) == 0 {
-		return Decision{}, denial(p, e.name, req.Purpose, missing, worst)
+		return Decision{}, 0, 0, denial(p, e.name, req.Purpose, missing, worst)
 	}
 	d.Jurisdiction = jurisdictions(d.scopes)
-	return d, nil
+	return d, from, until, nil
 }
 
 func denial(p Principal, dataset, purpose string, missing []string, r uint8) *apierr.Error {

@@ -267,6 +267,7 @@ func appendNanos(b []byte, nanos int64) []byte {
 		}
 	}
 	b = append(b, '.')
-	frac := strconv.FormatInt(nanos+int64(time.Second), 10)[1:] // 9 digits with leading zeros
+	var buf [20]byte
+	frac := strconv.AppendInt(buf[:0], nanos+int64(time.Second), 10)[1:] // 9 digits with leading zeros
 	return append(b, frac[:digits]...)
 }
