@@ -498,7 +498,7 @@ func (p *Pipeline) validate(q *v1.QueryRequest) (*datasets.Dataset, error) {
 		}
 	}
 	selectors := 0
-	for _, k := range slices.Sorted(maps.Keys(q.GetKeys())) {
+	for _, k := range sortedKeys(q.GetKeys()) {
 		v := q.GetKeys()[k]
 		if !ds.IsLookup(k) {
 			return nil, apierr.Invalid("keys."+k, "%s cannot be looked up by %q; use one of %s",
@@ -512,7 +512,7 @@ func (p *Pipeline) validate(q *v1.QueryRequest) (*datasets.Dataset, error) {
 		}
 		selectors++
 	}
-	for _, k := range slices.Sorted(maps.Keys(q.GetFilter())) {
+	for _, k := range sortedKeys(q.GetFilter()) {
 		if !ds.HasField(k) {
 			return nil, apierr.Invalid("filter."+k, "%q is not a field of %s", k, ds.Name)
 		}
@@ -591,10 +591,27 @@ func (p *Pipeline) fetchRequest(ds *datasets.Dataset, q *v1.QueryRequest) *v1.Fe
 	}
 }
 
+// sortedKeys returns the keys of m in sorted order; for the usual map of
+// at most one key, without sorting.
+func sortedKeys(m map[string]string) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // selectorFields returns the fields a query selects records by: its keys
 // and filter fields, sorted, each once.
 func selectorFields(q *v1.QueryRequest) []string {
-	out := slices.Collect(maps.Keys(q.GetKeys()))
+	out := make([]string, 0, len(q.GetKeys())+len(q.GetFilter()))
+	for k := range q.GetKeys() {
+		out = append(out, k)
+	}
 	for k := range q.GetFilter() {
 		if !slices.Contains(out, k) {
 			out = append(out, k)
@@ -801,7 +818,9 @@ func digest(records []*v1.Record, rendered []*rendering) (string, error) {
 	if cap(buf) <= 1<<20 {
 		*bp = buf
 	}
-	return hex.EncodeToString(sum[:]), nil
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:]), nil
 }
 
 // digestBufs holds the buffers digest builds the canonical form in.
