@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -146,18 +148,42 @@ func Encode(e Entry) ([]byte, error) {
 }
 
 // appendEntry appends the canonical encoding of e (Encode) to b.
+//
+// It checks e as validate does, in one pass with the encoding: the checks
+// other than UTF-8 validity come first, the strings are checked while they
+// are escaped, and an entry found wanting is handed to validate for the
+// error, so that the error is the one validate gives.
 func appendEntry(b []byte, e *Entry) ([]byte, error) {
-	if err := e.validate(); err != nil {
+	if err := e.validateShape(); err != nil {
 		return nil, err
 	}
+	w := entryWriter{ok: true}
+	b = w.entry(b, e)
+	if !w.ok {
+		if err := e.validate(); err != nil {
+			return nil, err
+		}
+		// Unreachable: the writer refuses only strings validate refuses.
+		return nil, fmt.Errorf("%w: a string is not valid UTF-8", ErrEncoding)
+	}
+	return b, nil
+}
+
+// entryWriter appends an entry's encoding, noting in ok whether every
+// string written was valid UTF-8.
+type entryWriter struct {
+	ok bool
+}
+
+func (w *entryWriter) entry(b []byte, e *Entry) []byte {
 	b = append(b, EntryVersion, '{')
-	b = appendField(b, "consumer", e.Consumer)
-	b = appendField(b, "consumer_department", e.ConsumerDepartment)
-	b = appendList(b, "datasets", e.Datasets)
-	b = appendField(b, "decision", e.Decision)
-	b = appendField(b, "delivery", e.Delivery)
-	b = appendField(b, "deny_reason", e.DenyReason)
-	b = appendField(b, "department", e.Department)
+	b = w.field(b, "consumer", e.Consumer)
+	b = w.field(b, "consumer_department", e.ConsumerDepartment)
+	b = w.list(b, "datasets", e.Datasets)
+	b = w.field(b, "decision", e.Decision)
+	b = w.field(b, "delivery", e.Delivery)
+	b = w.field(b, "deny_reason", e.DenyReason)
+	b = w.field(b, "department", e.Department)
 	if len(e.Details) > 0 {
 		keys := make([]string, 0, len(e.Details))
 		for k := range e.Details {
@@ -169,44 +195,52 @@ func appendEntry(b []byte, e *Entry) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = w.str(b, k)
 			b = append(b, ':')
-			b = appendString(b, e.Details[k])
+			b = w.str(b, e.Details[k])
 		}
 		b = append(b, "},"...)
 	}
-	b = appendList(b, "fields_returned", e.FieldsReturned)
-	b = appendList(b, "fields_withheld", e.FieldsWithheld)
-	b = appendList(b, "grant_ids", e.GrantIDs)
+	b = w.list(b, "fields_returned", e.FieldsReturned)
+	b = w.list(b, "fields_withheld", e.FieldsWithheld)
+	b = w.list(b, "grant_ids", e.GrantIDs)
 	b = append(b, `"kind":`...)
-	b = appendString(b, e.Kind)
+	b = w.str(b, e.Kind)
 	b = append(b, ',')
-	b = appendList(b, "legal_basis", e.LegalBasis)
-	b = appendField(b, "node", e.Node)
-	b = appendField(b, "purpose", e.Purpose)
-	b = appendField(b, "request_id", e.RequestID)
-	b = appendField(b, "response_digest", e.ResponseDigest)
-	b = appendList(b, "subjects", normSubjects(e.Subjects))
+	b = w.list(b, "legal_basis", e.LegalBasis)
+	b = w.field(b, "node", e.Node)
+	b = w.field(b, "purpose", e.Purpose)
+	b = w.field(b, "request_id", e.RequestID)
+	b = w.field(b, "response_digest", e.ResponseDigest)
+	b = w.list(b, "subjects", normSubjects(e.Subjects))
 	b = append(b, `"time":"`...)
 	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `"}`...)
-	return b, nil
+	return append(b, `"}`...)
 }
 
-// appendField appends "key":"value", unless value is empty.
-func appendField(b []byte, key, value string) []byte {
+// str appends s as a JSON string (appendString).
+func (w *entryWriter) str(b []byte, s string) []byte {
+	b, ok := appendStringValid(b, s)
+	if !ok {
+		w.ok = false
+	}
+	return b
+}
+
+// field appends "key":"value", unless value is empty.
+func (w *entryWriter) field(b []byte, key, value string) []byte {
 	if value == "" {
 		return b
 	}
 	b = append(b, '"')
 	b = append(b, key...)
 	b = append(b, `":`...)
-	b = appendString(b, value)
+	b = w.str(b, value)
 	return append(b, ',')
 }
 
-// appendList appends "key":[...], unless the list is empty.
-func appendList(b []byte, key string, values []string) []byte {
+// list appends "key":[...], unless the list is empty.
+func (w *entryWriter) list(b []byte, key string, values []string) []byte {
 	if len(values) == 0 {
 		return b
 	}
@@ -217,7 +251,7 @@ func appendList(b []byte, key string, values []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, v)
+		b = w.str(b, v)
 	}
 	return append(b, "],"...)
 }
@@ -227,48 +261,122 @@ const hexDigits = "0123456789abcdef"
 // appendString appends s as a JSON string with the escaping Encode
 // documents. s must be valid UTF-8.
 func appendString(b []byte, s string) []byte {
+	b, _ = appendStringValid(b, s)
+	return b
+}
+
+// Byte classes of appendStringValid.
+const (
+	strPlain  = iota // printable ASCII other than '"' and '\\': copied
+	strEscape        // control characters, '"' and '\\': escaped
+	strHigh          // bytes of multi-byte sequences but 0xE2: copied
+	strE2            // 0xE2, which starts U+2028 and U+2029
+)
+
+// strClass holds the class of every byte.
+var strClass = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case c < 0x20 || c == '"' || c == '\\':
+			t[c] = strEscape
+		case c == 0xE2:
+			t[c] = strE2
+		case c >= utf8.RuneSelf:
+			t[c] = strHigh
+		}
+	}
+	return t
+}()
+
+const (
+	loBits = 0x0101010101010101
+	hiBits = 0x8080808080808080
+)
+
+// plainWord reports whether none of the eight bytes in x is a control
+// character, '"', '\\' or 0xE2: whether appendStringValid copies them as
+// they are. Each test is the exact "has a byte less than n" of Bit
+// Twiddling Hacks ((x - n*loBits) &^ x & hiBits, exact for n <= 128),
+// applied to x for n = 0x20 and to x XOR a repeated byte for n = 1.
+func plainWord(x uint64) bool {
+	q := x ^ (loBits * '"')
+	bs := x ^ (loBits * '\\')
+	e2 := x ^ (loBits * 0xE2)
+	t := (x - loBits*0x20) &^ x
+	t |= (q - loBits) &^ q
+	t |= (bs - loBits) &^ bs
+	t |= (e2 - loBits) &^ e2
+	return t&hiBits == 0
+}
+
+// appendStringValid appends s as appendString does and reports whether s
+// is valid UTF-8. Invalid bytes are copied as they are.
+func appendStringValid(b []byte, s string) ([]byte, bool) {
 	b = append(b, '"')
 	start := 0
+	ascii := true
 	for i := 0; i < len(s); {
+		// Skip eight bytes at a time while none needs a closer look.
+		for i+8 <= len(s) {
+			x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			if !plainWord(x) {
+				break
+			}
+			if x&hiBits != 0 {
+				ascii = false
+			}
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
+		switch strClass[c] {
+		case strPlain:
+			i++
+			continue
+		case strHigh:
+			ascii = false
+			i++
+			continue
+		case strE2:
+			ascii = false
+			// In valid UTF-8, E2 80 A8 and E2 80 A9 are U+2028 and
+			// U+2029; invalid strings are refused below anyway.
+			if i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9) {
+				b = append(b, s[start:i]...)
+				b = append(b, '\\', 'u', '2', '0', '2', hexDigits[s[i+2]&0xf])
+				i += 3
+				start = i
 				continue
 			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
 			i++
-			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
-		i += size
+		i++
+		start = i
 	}
 	b = append(b, s[start:]...)
-	return append(b, '"')
+	b = append(b, '"')
+	return b, ascii || utf8.ValidString(s)
 }
 
 // Decode parses a canonical entry encoding. It rejects unknown versions,
@@ -323,7 +431,38 @@ func Decode(b []byte) (Entry, error) {
 	return e, nil
 }
 
+// validate reports the first problem that makes e impossible to encode.
 func (e *Entry) validate() error {
+	if err := e.validateShape(); err != nil {
+		return err
+	}
+	for _, s := range [...]string{e.RequestID, e.Node, e.Consumer, e.ConsumerDepartment, e.Purpose, e.DenyReason, e.Department} {
+		if !utf8.ValidString(s) {
+			return invalidUTF8(s)
+		}
+	}
+	for _, l := range [...][]string{e.Datasets, e.LegalBasis, e.GrantIDs, e.FieldsReturned, e.FieldsWithheld} {
+		for _, s := range l {
+			if !utf8.ValidString(s) {
+				return invalidUTF8(s)
+			}
+		}
+	}
+	for k, v := range e.Details {
+		if !utf8.ValidString(k) {
+			return invalidUTF8(k)
+		}
+		if !utf8.ValidString(v) {
+			return invalidUTF8(v)
+		}
+	}
+	return nil
+}
+
+// validateShape makes the checks of validate other than UTF-8 validity.
+// What it accepts, the encoding writes as ASCII: kind, decision, delivery,
+// subjects and the response digest.
+func (e *Entry) validateShape() error {
 	if e.Version != 0 && e.Version != EntryVersion {
 		return fmt.Errorf("%w: version %d, want %d", ErrEncoding, e.Version, EntryVersion)
 	}
@@ -355,26 +494,6 @@ func (e *Entry) validate() error {
 	if e.ResponseDigest != "" && !isHexHash(e.ResponseDigest) {
 		return fmt.Errorf("%w: response digest must be 64 lowercase hex digits (use Digest)", ErrEncoding)
 	}
-	for _, s := range [...]string{e.RequestID, e.Node, e.Consumer, e.ConsumerDepartment, e.Purpose, e.DenyReason, e.Department} {
-		if !utf8.ValidString(s) {
-			return invalidUTF8(s)
-		}
-	}
-	for _, l := range [...][]string{e.Datasets, e.LegalBasis, e.GrantIDs, e.FieldsReturned, e.FieldsWithheld} {
-		for _, s := range l {
-			if !utf8.ValidString(s) {
-				return invalidUTF8(s)
-			}
-		}
-	}
-	for k, v := range e.Details {
-		if !utf8.ValidString(k) {
-			return invalidUTF8(k)
-		}
-		if !utf8.ValidString(v) {
-			return invalidUTF8(v)
-		}
-	}
 	return nil
 }
 
@@ -386,20 +505,28 @@ func isWord(s string) bool {
 	if s == "" {
 		return false
 	}
-	for _, c := range s {
-		if (c < 'a' || c > 'z') && c != '_' && (c < '0' || c > '9') {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && c != '_' && (c < '0' || c > '9') {
 			return false
 		}
 	}
 	return true
 }
 
+// lowerHex marks the lowercase hexadecimal digits.
+var lowerHex = func() (t [256]bool) {
+	for _, c := range hexDigits {
+		t[c] = true
+	}
+	return t
+}()
+
 func isHexHash(s string) bool {
 	if len(s) != 2*sha256.Size {
 		return false
 	}
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+	for i := 0; i < len(s); i++ {
+		if !lowerHex[s[i]] {
 			return false
 		}
 	}
@@ -412,9 +539,57 @@ func isHexHash(s string) bool {
 // codes and resident ID numbers are case-insensitive). Only the holder of
 // key can map an identifier to its entries.
 func SubjectHash(key []byte, subjectID string) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(strings.ToUpper(strings.TrimSpace(subjectID))))
-	return hex.EncodeToString(m.Sum(nil))
+	h := getSubjectHasher(key)
+	h.buf = append(h.buf[:0], strings.ToUpper(strings.TrimSpace(subjectID))...)
+	h.mac.Write(h.buf)
+	sum := h.mac.Sum(h.sum[:0])
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum)
+	putSubjectHasher(h)
+	return string(out[:])
+}
+
+// subjectHasher is a keyed HMAC-SHA256 state kept for reuse: hmac.New
+// costs a handful of allocations and two SHA-256 blocks, while Reset of a
+// state whose key pads were saved (as crypto/hmac does on the first Reset)
+// only copies them back.
+type subjectHasher struct {
+	key []byte    // a copy of the key mac was made with
+	mac hash.Hash // reset, ready to hash a message
+	buf []byte    // the message
+	sum [sha256.Size]byte
+}
+
+// subjectHashers holds idle subjectHashers of any key. A node hashes with
+// one key, so a hasher taken from the pool nearly always has the right
+// one; one that does not is rekeyed. Like the caller's key, the copies and
+// pads the pool holds live in the process's memory, until the garbage
+// collector clears the pool.
+var subjectHashers sync.Pool
+
+// maxSubjectBuf bounds the message buffer a pooled hasher keeps.
+const maxSubjectBuf = 1 << 10
+
+func getSubjectHasher(key []byte) *subjectHasher {
+	h, _ := subjectHashers.Get().(*subjectHasher)
+	if h == nil {
+		h = &subjectHasher{}
+	}
+	if h.mac == nil || !bytes.Equal(h.key, key) {
+		h.key = append(h.key[:0], key...)
+		h.mac = hmac.New(sha256.New, h.key)
+		// The first Reset saves the key pads for the following ones.
+		h.mac.Reset()
+	}
+	return h
+}
+
+func putSubjectHasher(h *subjectHasher) {
+	h.mac.Reset()
+	if cap(h.buf) > maxSubjectBuf {
+		h.buf = nil
+	}
+	subjectHashers.Put(h)
 }
 
 // SubjectHashes returns SubjectHash of every identifier in ids, sorted and

@@ -139,11 +139,48 @@ type segment struct {
 	offsets []uint32 // frame offset of each entry
 }
 
+// request is one append on its way to the writer. Requests are pooled
+// (see getRequest): the appender owns a request until it is queued, the
+// writer from then until it sends the result on done, and the appender
+// again once it has received the result. An appender that stops waiting
+// (its context ended) never gets it back and leaves it to the garbage
+// collector, since the writer may still be using it.
 type request struct {
 	frame []byte // frame header and entry
 	leaf  merkle.Hash
-	entry *Entry
-	done  chan result
+	entry Entry
+	done  chan result // buffered: the writer never waits on it
+}
+
+// requests holds idle requests.
+var requests = sync.Pool{New: func() any { return &request{done: make(chan result, 1)} }}
+
+// Frame buffer sizes: a new frame has room for a typical entry; a pooled
+// request keeps its frame unless it grew beyond maxPooledFrame.
+const (
+	newFrameCap    = 1280
+	maxPooledFrame = 64 << 10
+)
+
+// getRequest returns an idle request whose frame has room for the frame
+// header and nothing after it.
+func getRequest() *request {
+	req := requests.Get().(*request)
+	if cap(req.frame) < newFrameCap {
+		req.frame = make([]byte, frameHeader, newFrameCap)
+	}
+	req.frame = req.frame[:frameHeader]
+	return req
+}
+
+// putRequest makes req idle. Only its owner may call it: the appender of a
+// request that was never queued or whose result it received.
+func putRequest(req *request) {
+	req.entry = Entry{} // drop the caller's strings
+	if cap(req.frame) > maxPooledFrame {
+		req.frame = nil
+	}
+	requests.Put(req)
 }
 
 type result struct {
@@ -174,10 +211,15 @@ type Log struct {
 	failed   error
 	shut     bool // files closed
 
+	// hasFailed is set, under mu, when failed is: appenders test it
+	// without taking mu.
+	hasFailed atomic.Bool
+
 	// Owned by the writer goroutine.
 	active     *segment
 	activeSize int64
 	buf        []byte
+	offs       []uint32
 
 	cpMu     sync.Mutex // serialises checkpoint signing and guards below
 	cps      []Checkpoint
@@ -493,65 +535,78 @@ func (l *Log) Append(ctx context.Context, data []byte) (Receipt, error) {
 	if err != nil {
 		return Receipt{}, fmt.Errorf("audit append: %w", err)
 	}
-	return l.append(ctx, data, &e)
+	req := getRequest()
+	req.frame = append(req.frame, data...)
+	req.entry = e
+	return l.enqueue(ctx, req)
 }
 
 // AppendEntry encodes e and appends it like Append.
 func (l *Log) AppendEntry(ctx context.Context, e Entry) (Receipt, error) {
+	req := getRequest()
 	// Encode straight after room for the frame header.
-	frame, err := appendEntry(make([]byte, frameHeader, 1280), &e)
+	frame, err := appendEntry(req.frame, &e)
 	if err != nil {
+		putRequest(req)
 		return Receipt{}, fmt.Errorf("audit append: %w", err)
 	}
-	e.Version = EntryVersion
-	e.Time = e.Time.UTC()
-	e.Subjects = normSubjects(e.Subjects)
-	return l.enqueue(ctx, frame, &e)
+	req.frame = frame
+	req.entry = e
+	req.entry.Version = EntryVersion
+	req.entry.Time = e.Time.UTC()
+	req.entry.Subjects = normSubjects(e.Subjects)
+	return l.enqueue(ctx, req)
 }
 
-func (l *Log) append(ctx context.Context, data []byte, e *Entry) (Receipt, error) {
-	return l.enqueue(ctx, append(make([]byte, frameHeader, frameHeader+len(data)), data...), e)
-}
-
-// enqueue appends the entry e, framed in frame (whose header it fills in),
-// and waits for its commit.
-func (l *Log) enqueue(ctx context.Context, frame []byte, e *Entry) (Receipt, error) {
-	data := frame[frameHeader:]
+// enqueue appends req's entry, framed in req.frame (whose header it fills
+// in), and waits for its commit. It takes ownership of req.
+func (l *Log) enqueue(ctx context.Context, req *request) (Receipt, error) {
+	data := req.frame[frameHeader:]
 	if err := ctx.Err(); err != nil {
+		putRequest(req)
 		return Receipt{}, fmt.Errorf("audit append: %w", err)
 	}
 	if len(data) > MaxEntryBytes {
-		return Receipt{}, fmt.Errorf("audit append: %w: entry of %d bytes exceeds %d", ErrEncoding, len(data), MaxEntryBytes)
+		n := len(data)
+		putRequest(req)
+		return Receipt{}, fmt.Errorf("audit append: %w: entry of %d bytes exceeds %d", ErrEncoding, n, MaxEntryBytes)
 	}
-	l.mu.RLock()
-	failed := l.failed
-	l.mu.RUnlock()
-	if failed != nil {
+	if l.hasFailed.Load() {
+		putRequest(req)
+		l.mu.RLock()
+		failed := l.failed
+		l.mu.RUnlock()
 		return Receipt{}, fmt.Errorf("audit append: %w: %v", ErrFailed, failed)
 	}
-	putFrameHeader(frame)
-	req := &request{
-		frame: frame,
-		leaf:  merkle.HashLeaf(data),
-		entry: e,
-		done:  make(chan result, 1),
-	}
+	putFrameHeader(req.frame)
+	req.leaf = merkle.HashLeaf(data)
 	l.appendMu.RLock()
 	if l.closed {
 		l.appendMu.RUnlock()
+		putRequest(req)
 		return Receipt{}, fmt.Errorf("audit append: %w", ErrClosed)
 	}
+	// Queue without a select when there is room (the common case).
 	select {
 	case l.queue <- req:
 		l.appendMu.RUnlock()
-	case <-ctx.Done():
-		l.appendMu.RUnlock()
-		return Receipt{}, fmt.Errorf("audit append: waiting for queue: %w", ctx.Err())
+	default:
+		select {
+		case l.queue <- req:
+			l.appendMu.RUnlock()
+		case <-ctx.Done():
+			l.appendMu.RUnlock()
+			putRequest(req) // never queued
+			return Receipt{}, fmt.Errorf("audit append: waiting for queue: %w", ctx.Err())
+		}
 	}
 	select {
 	case res := <-req.done:
+		putRequest(req) // the writer is done with it
 		return res.r, res.err
 	case <-ctx.Done():
+		// The writer still holds req and will send its result: req must
+		// not be reused.
 		return Receipt{}, fmt.Errorf("audit append: waiting for durability: %w", ctx.Err())
 	}
 }
@@ -628,11 +683,12 @@ func (l *Log) commit(batch []*request) {
 		}
 	}
 	l.buf = l.buf[:0]
-	offs := make([]uint32, len(batch))
-	for i, r := range batch {
-		offs[i] = uint32(l.activeSize + int64(len(l.buf)))
+	offs := l.offs[:0]
+	for _, r := range batch {
+		offs = append(offs, uint32(l.activeSize+int64(len(l.buf))))
 		l.buf = append(l.buf, r.frame...)
 	}
+	l.offs = offs
 	if _, err := l.active.f.Write(l.buf); err != nil {
 		reply(l.failWrite(fmt.Errorf("writing segment %s: %w", l.active.name, err)))
 		return
@@ -664,7 +720,7 @@ func (l *Log) commit(batch []*request) {
 		es, _ := s.(EntrySink)
 		for i, r := range batch {
 			if es != nil {
-				es.AppendedEntry(first+uint64(i), r.entry)
+				es.AppendedEntry(first+uint64(i), &r.entry)
 			} else {
 				s.Appended(first+uint64(i), r.frame[frameHeader:])
 			}
@@ -686,6 +742,7 @@ func (l *Log) fail(err error) error {
 	l.mu.Lock()
 	if l.failed == nil {
 		l.failed = err
+		l.hasFailed.Store(true)
 	}
 	l.mu.Unlock()
 	l.logger.Error("audit log failed; refusing further appends until reopened", "err", err)

@@ -47,6 +47,17 @@ type Stats struct {
 	exchanges map[exchangeKey]uint64
 	denials   map[denialKey]uint64
 	entries   uint64
+
+	// The day of the last entry counted, formatted once for the many
+	// entries of the same day.
+	lastDate dayDate
+	lastDay  string
+}
+
+type dayDate struct {
+	year  int
+	month time.Month
+	day   int
 }
 
 var _ EntrySink = (*Stats)(nil)
@@ -75,9 +86,15 @@ func (s *Stats) Appended(index uint64, data []byte) {
 
 // AppendedEntry implements EntrySink.
 func (s *Stats) AppendedEntry(_ uint64, e *Entry) {
-	day := e.Time.In(s.loc).Format(DayLayout)
+	t := e.Time.In(s.loc)
+	var date dayDate
+	date.year, date.month, date.day = t.Date()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if date != s.lastDate || s.lastDay == "" {
+		s.lastDate, s.lastDay = date, t.Format(DayLayout)
+	}
+	day := s.lastDay
 	s.entries++
 	switch e.Decision {
 	case DecisionPermit, DecisionPartial:

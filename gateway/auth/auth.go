@@ -57,8 +57,15 @@ func (id Identity) HasRole(role string) bool { return slices.Contains(id.Roles, 
 // identities.
 type Authenticator struct {
 	limits   *callerLimits
-	byDigest map[string]Identity
+	byDigest map[[sha256.Size]byte]tokenIdentity
 	certs    CertParser
+}
+
+// tokenIdentity is the identity of a token, with its caller's rate limiter
+// (nil without rate limits) looked up once in New.
+type tokenIdentity struct {
+	id  Identity
+	lim *rate.Limiter
 }
 
 // CertParser reads the identity a verified client certificate carries
@@ -88,14 +95,19 @@ type callerLimits struct {
 }
 
 func (l *callerLimits) allow(id string) bool {
+	return l.limiter(id).Allow()
+}
+
+// limiter returns the token bucket of caller id, making it on first use.
+func (l *callerLimits) limiter(id string) *rate.Limiter {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	lim, ok := l.byID[id]
 	if !ok {
 		lim = rate.NewLimiter(rate.Limit(l.rps), l.burst)
 		l.byID[id] = lim
 	}
-	l.mu.Unlock()
-	return lim.Allow()
+	return lim
 }
 
 // WithCertificates makes the authenticator accept verified client
@@ -111,14 +123,23 @@ type Entry struct {
 	Identity    Identity
 }
 
-// New returns an authenticator for the given token identities.
+// New returns an authenticator for the given token identities. An entry
+// whose TokenSHA256 is not 64 hex digits matches no token.
 func New(entries []Entry, opts ...Option) *Authenticator {
-	a := &Authenticator{byDigest: make(map[string]Identity, len(entries))}
-	for _, e := range entries {
-		a.byDigest[strings.ToLower(e.TokenSHA256)] = e.Identity
-	}
+	a := &Authenticator{byDigest: make(map[[sha256.Size]byte]tokenIdentity, len(entries))}
 	for _, o := range opts {
 		o(a)
+	}
+	for _, e := range entries {
+		var d [sha256.Size]byte
+		if n, err := hex.Decode(d[:], []byte(e.TokenSHA256)); err != nil || n != len(d) {
+			continue
+		}
+		ti := tokenIdentity{id: e.Identity}
+		if a.limits != nil {
+			ti.lim = a.limits.limiter(e.Identity.SystemID)
+		}
+		a.byDigest[d] = ti
 	}
 	return a
 }
@@ -141,11 +162,17 @@ var errBadToken = apierr.New(codes.Unauthenticated, apierr.ReasonUnauthenticated
 // certificate that carries no valid identity is refused; the request does
 // not fall back to the token.
 func (a *Authenticator) Authenticate(ctx context.Context) (Identity, error) {
-	id, err := a.identify(ctx)
+	id, lim, err := a.identify(ctx)
 	if err != nil {
 		return id, err
 	}
-	if a.limits != nil && !a.limits.allow(id.SystemID) {
+	if a.limits == nil {
+		return id, nil
+	}
+	if lim == nil {
+		lim = a.limits.limiter(id.SystemID)
+	}
+	if !lim.Allow() {
 		return id, apierr.Newf(codes.ResourceExhausted, apierr.ReasonRateLimited,
 			"%s sends more than %g requests per second (burst %d): slow down", id.SystemID, a.limits.rps, a.limits.burst).
 			With("system_id", id.SystemID)
@@ -153,26 +180,40 @@ func (a *Authenticator) Authenticate(ctx context.Context) (Identity, error) {
 	return id, nil
 }
 
-func (a *Authenticator) identify(ctx context.Context) (Identity, error) {
+// identify returns the caller's identity and, for a token, its rate
+// limiter when there are rate limits.
+func (a *Authenticator) identify(ctx context.Context) (Identity, *rate.Limiter, error) {
 	if a.certs != nil {
 		if cert := VerifiedCert(ctx); cert != nil {
 			id, err := a.certs(cert)
 			if err != nil {
-				return Identity{}, apierr.Newf(codes.Unauthenticated, apierr.ReasonUnauthenticated,
+				return Identity{}, nil, apierr.Newf(codes.Unauthenticated, apierr.ReasonUnauthenticated,
 					"the client certificate carries no valid Tongban identity: %v", err).WithCause(err)
 			}
-			return id, nil
+			return id, nil, nil
 		}
 	}
 	token, ok := BearerToken(ctx)
 	if !ok {
-		return Identity{}, errNoToken
+		return Identity{}, nil, errNoToken
 	}
-	id, ok := a.byDigest[Digest(token)]
+	// Tokens are looked up by their SHA-256 digest, never compared as
+	// they are: how long a lookup takes tells nothing about the tokens.
+	ti, ok := a.byDigest[tokenDigest(token)]
 	if !ok {
-		return Identity{}, errBadToken
+		return Identity{}, nil, errBadToken
 	}
-	return id, nil
+	return ti.id, ti.lim, nil
+}
+
+// tokenDigest returns SHA-256 of token, without allocating for tokens of
+// ordinary length.
+func tokenDigest(token string) [sha256.Size]byte {
+	var buf [256]byte
+	if len(token) <= len(buf) {
+		return sha256.Sum256(buf[:copy(buf[:], token)])
+	}
+	return sha256.Sum256([]byte(token))
 }
 
 type verifiedCertKey struct{}
@@ -206,11 +247,8 @@ func VerifiedCert(ctx context.Context) *x509.Certificate {
 
 // BearerToken extracts the bearer token from incoming metadata.
 func BearerToken(ctx context.Context) (string, bool) {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return "", false
-	}
-	for _, v := range md.Get("authorization") {
+	// Only this key is read: FromIncomingContext would copy all of them.
+	for _, v := range metadata.ValueFromIncomingContext(ctx, "authorization") {
 		scheme, token, ok := strings.Cut(strings.TrimSpace(v), " ")
 		if ok && strings.EqualFold(scheme, "bearer") && strings.TrimSpace(token) != "" {
 			return strings.TrimSpace(token), true
