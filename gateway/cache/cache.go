@@ -295,7 +295,7 @@ func (c *Cache) fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRe
 	now := c.opts.Now()
 	cached, ok := c.mem.get(key)
 	if ok && now.Before(cached.freshTill) {
-		c.m.hits.WithLabelValues(ds.Name, tierMemory).Inc()
+		c.m.hit.Get(hitLabels{ds.Name, tierMemory}).Inc()
 		how.tier = tierMemory
 		res, err := c.result(ds, cached, v1.Delivery_DELIVERY_CACHE)
 		return res, how, err
@@ -323,7 +323,7 @@ func (c *Cache) fetch(ctx context.Context, ds *datasets.Dataset, req *v1.FetchRe
 	}
 	l, _ := res.Val.(loaded)
 	if res.Err == nil && l.delivery == v1.Delivery_DELIVERY_CACHE {
-		c.m.hits.WithLabelValues(ds.Name, tierRedis).Inc()
+		c.m.hit.Get(hitLabels{ds.Name, tierRedis}).Inc()
 		how.tier = tierRedis
 		r, err := c.result(ds, l.e, l.delivery)
 		return r, how, err
@@ -511,7 +511,11 @@ func (c *Cache) Close() error {
 type cacheMetrics struct {
 	hits, misses, stale, coalesced, evictions, redisErrors, rejected, changes *prometheus.CounterVec
 	redisUp                                                                   prometheus.Gauge
+	// hit holds the hits counter of each dataset and tier.
+	hit telemetry.Series[hitLabels, prometheus.Counter]
 }
+
+type hitLabels struct{ dataset, tier string }
 
 func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
 	mk := func(name, help string, labels ...string) *prometheus.CounterVec {
@@ -521,7 +525,7 @@ func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
 	}
 	up := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tongban_cache_redis_up", Help: "1 while the shared Redis tier is in use, 0 while it is skipped after errors."})
 	reg.MustRegister(up)
-	return &cacheMetrics{
+	m := &cacheMetrics{
 		hits:        mk("tongban_cache_hits_total", "Queries answered from the cache, by tier (memory or redis).", "tier"),
 		misses:      mk("tongban_cache_misses_total", "Queries that no cache tier answered fresh."),
 		stale:       mk("tongban_cache_stale_serves_total", "Stale copies served because the department failed."),
@@ -532,4 +536,6 @@ func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
 		changes:     mk("tongban_cache_change_events_total", "Change events applied (invalidations)."),
 		redisUp:     up,
 	}
+	m.hit.New = func(l hitLabels) prometheus.Counter { return m.hits.WithLabelValues(l.dataset, l.tier) }
+	return m
 }

@@ -129,7 +129,7 @@ type Pipeline struct {
 	Refs *RecordRefs
 
 	metricsOnce sync.Once
-	latency     *prometheus.HistogramVec
+	latency     *telemetry.Series[queryLabels, prometheus.Observer]
 	renderOnce  sync.Once
 	render      *renderings
 }
@@ -186,14 +186,17 @@ func (p *Pipeline) RunAnswer(ctx context.Context, r Request) (Answer, error) {
 	if err != nil {
 		outcome = strings.ToLower(apierr.From(err).Reason)
 	}
-	latency.WithLabelValues(dataset, consumer, outcome).Observe(time.Since(start).Seconds())
+	latency.Get(queryLabels{dataset, consumer, outcome}).Observe(time.Since(start).Seconds())
 	return a, err
 }
+
+// queryLabels are the labels of tongban_query_duration_seconds.
+type queryLabels struct{ dataset, consumer, outcome string }
 
 // metrics registers the pipeline's metrics on first use; nil without a
 // Registerer. A histogram already registered (by another pipeline on the
 // same registry) is shared.
-func (p *Pipeline) metrics() *prometheus.HistogramVec {
+func (p *Pipeline) metrics() *telemetry.Series[queryLabels, prometheus.Observer] {
 	if p.Registerer == nil {
 		return nil
 	}
@@ -211,7 +214,9 @@ func (p *Pipeline) metrics() *prometheus.HistogramVec {
 				}
 			}
 		}
-		p.latency = h
+		p.latency = &telemetry.Series[queryLabels, prometheus.Observer]{New: func(l queryLabels) prometheus.Observer {
+			return h.WithLabelValues(l.dataset, l.consumer, l.outcome)
+		}}
 	})
 	return p.latency
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -21,16 +20,16 @@ import (
 	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/gateway/httperr"
 	"github.com/tongban/tongban/gateway/reqctx"
+	"github.com/tongban/tongban/gateway/telemetry"
 	"github.com/tongban/tongban/schemas/apierr"
 )
 
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-	// rest holds the series of each REST route, method and status seen
-	// (restKey → restSeries), so that a request does not look its labels
-	// up in the vectors again.
-	rest sync.Map
+	// rest holds the series of each REST route, method and status seen,
+	// so that a request does not look its labels up in the vectors again.
+	rest telemetry.Series[restKey, restSeries]
 }
 
 // restKey names the series of a REST request: its method (one of
@@ -56,15 +55,7 @@ func (m *metrics) observeREST(r *http.Request, code int, d time.Duration) {
 	if i := slices.Index(restMethods, r.Method); i >= 0 {
 		k.method = restMethods[i]
 	}
-	v, ok := m.rest.Load(k)
-	if !ok {
-		label := k.method + " " + k.route
-		v, _ = m.rest.LoadOrStore(k, restSeries{
-			latency:  m.latency.WithLabelValues(label, "rest"),
-			requests: m.requests.WithLabelValues(label, "rest", strconv.Itoa(code)),
-		})
-	}
-	rs := v.(restSeries)
+	rs := m.rest.Get(k)
 	rs.latency.Observe(d.Seconds())
 	rs.requests.Inc()
 }
@@ -82,6 +73,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"method", "transport"}),
 	}
 	reg.MustRegister(m.requests, m.latency)
+	m.rest.New = func(k restKey) restSeries {
+		label := k.method + " " + k.route
+		return restSeries{
+			latency:  m.latency.WithLabelValues(label, "rest"),
+			requests: m.requests.WithLabelValues(label, "rest", strconv.Itoa(k.code)),
+		}
+	}
 	return m
 }
 
