@@ -310,10 +310,16 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Log, error) {
 
 func (l *Log) wrap(f *os.File) file {
 	if l.wrapFile != nil {
-		return l.wrapFile(f)
+		return l.wrapFile(dataSyncFile{f})
 	}
-	return f
+	return dataSyncFile{f}
 }
+
+// dataSyncFile is a segment file whose Sync commits what appends need
+// (syncData) rather than everything fsync commits.
+type dataSyncFile struct{ *os.File }
+
+func (f dataSyncFile) Sync() error { return syncData(f.File) }
 
 // load reads the checkpoints and segments and rebuilds the in-memory state.
 func (l *Log) load(ctx context.Context) error {
