@@ -57,12 +57,28 @@ func BenchmarkDecide(b *testing.B) {
 	if d, err := snap.Decide(req); err != nil || len(d.Fields) != 6 || len(d.GrantIDs) < 2 {
 		b.Fatalf("Decide = %+v, %v", d, err)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := snap.Decide(req); err != nil {
-			b.Fatal(err)
+	benchDecide(b, snap, req)
+}
+
+// benchDecide measures a decision evaluated from the grants and one
+// answered from the snapshot's kept decisions.
+func benchDecide(b *testing.B, snap *Snapshot, req Request) {
+	b.Run("evaluated", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, _, err := snap.decide(req); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	b.Run("kept", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := snap.Decide(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 func BenchmarkDecideAllFields(b *testing.B) {
@@ -75,12 +91,7 @@ func BenchmarkDecideAllFields(b *testing.B) {
 		Purpose:   "approval",
 		Time:      now,
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := snap.Decide(req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchDecide(b, snap, req)
 }
 
 func BenchmarkPrepare(b *testing.B) {

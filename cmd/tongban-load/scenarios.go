@@ -38,7 +38,7 @@ var scenarioHelp = map[string]string{
 	scenarioBare:     "a bare net/http server process answering the same requests with the bytes of one cache-hit answer",
 	scenarioMiss:     "POST /v1/datasets/approval.permits:query by permit_id never asked before: every request goes through the rest connector plugin to the simulated approval bureau",
 	scenarioAutofill: "POST /v1/forms/food_business_licence:autofill for warmed applicants (three datasets from three departments, from the cache)",
-	scenarioPolicy:   "policy.Snapshot.Decide on the demo grants, in process",
+	scenarioPolicy:   "policy.Snapshot.Decide on the demo grants, in process (a repeated request: answered from the snapshot's kept decisions)",
 	scenarioAudit:    "audit.Log.AppendEntry of an exchange-sized entry, in process, fsync group commit",
 }
 
