@@ -310,6 +310,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer, command str
 			if name == scenarioBare && bareDone {
 				continue
 			}
+			settle()
 			spec := loadSpec{Connections: conns, Duration: o.Duration, Requests: o.Requests}
 			fn := ops[name]
 			if name == scenarioMiss {
