@@ -180,6 +180,14 @@ func TestRenderingsConcurrent(t *testing.T) {
 					errs <- fmt.Errorf("case %d: answer changed under concurrency", i)
 					return
 				}
+				// Answers sharing kept fields are encoded at once, as the
+				// gRPC and REST front ends do.
+				if err == nil {
+					if _, err := proto.Marshal(a.Response); err != nil {
+						errs <- fmt.Errorf("case %d: marshalling: %v", i, err)
+						return
+					}
+				}
 			}
 		})
 	}
