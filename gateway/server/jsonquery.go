@@ -50,18 +50,9 @@ func (m queryMarshaler) Marshal(v any) ([]byte, error) {
 // fields (see query.Answer), copied as it is.
 func appendQueryResponse(b []byte, r *v1.QueryResponse, fieldsJSON [][]byte) ([]byte, bool) {
 	b = append(b, '{')
-	first := true
-	key := func(name string) {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, '"')
-		b = append(b, name...)
-		b = append(b, '"', ':')
-	}
+	sep := false
 	if len(r.Records) > 0 {
-		key("records")
+		b = appendKey(b, &sep, "records")
 		b = append(b, '[')
 		for i, rec := range r.Records {
 			if i > 0 {
@@ -79,69 +70,56 @@ func appendQueryResponse(b []byte, r *v1.QueryResponse, fieldsJSON [][]byte) ([]
 		b = append(b, ']')
 	}
 	if len(r.Withheld) > 0 {
-		key("withheld")
+		b = appendKey(b, &sep, "withheld")
 		b = append(b, '[')
 		for i, w := range r.Withheld {
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, '{')
-			sep := false
+			wsep := false
 			if w.Field != "" {
-				b = pbjson.AppendString(append(b, `"field":`...), w.Field)
-				sep = true
+				b = pbjson.AppendString(appendKey(b, &wsep, "field"), w.Field)
 			}
 			if w.Reason != "" {
-				if sep {
-					b = append(b, ',')
-				}
-				b = pbjson.AppendString(append(b, `"reason":`...), w.Reason)
+				b = pbjson.AppendString(appendKey(b, &wsep, "reason"), w.Reason)
 			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')
 	}
 	if len(r.GrantIds) > 0 {
-		key("grant_ids")
+		b = appendKey(b, &sep, "grant_ids")
 		b = pbjson.AppendStrings(b, r.GrantIds)
 	}
 	if len(r.LegalBasis) > 0 {
-		key("legal_basis")
+		b = appendKey(b, &sep, "legal_basis")
 		b = pbjson.AppendStrings(b, r.LegalBasis)
 	}
 	if r.NextPageToken != "" {
-		key("next_page_token")
+		b = appendKey(b, &sep, "next_page_token")
 		b = pbjson.AppendString(b, r.NextPageToken)
 	}
 	if r.RequestId != "" {
-		key("request_id")
+		b = appendKey(b, &sep, "request_id")
 		b = pbjson.AppendString(b, r.RequestId)
 	}
 	if rc := r.Receipt; rc != nil {
-		key("receipt")
+		b = appendKey(b, &sep, "receipt")
 		b = append(b, '{')
-		sep := false
-		field := func(name string) {
-			if sep {
-				b = append(b, ',')
-			}
-			sep = true
-			b = append(b, '"')
-			b = append(b, name...)
-			b = append(b, '"', ':')
-		}
+		rsep := false
 		if rc.Node != "" {
-			field("node")
+			b = appendKey(b, &rsep, "node")
 			b = pbjson.AppendString(b, rc.Node)
 		}
 		if rc.LeafIndex != 0 {
-			field("leaf_index")
+			b = appendKey(b, &rsep, "leaf_index")
 			b = append(b, '"')
 			b = strconv.AppendUint(b, rc.LeafIndex, 10)
 			b = append(b, '"')
 		}
 		if len(rc.LeafHash) > 0 {
-			field("leaf_hash")
+			b = appendKey(b, &rsep, "leaf_hash")
 			b = append(b, '"')
 			b = base64.StdEncoding.AppendEncode(b, rc.LeafHash)
 			b = append(b, '"')
@@ -149,6 +127,18 @@ func appendQueryResponse(b []byte, r *v1.QueryResponse, fieldsJSON [][]byte) ([]
 		b = append(b, '}')
 	}
 	return append(b, '}'), true
+}
+
+// appendKey appends the key name of an object member, after a comma unless
+// it is the object's first (*sep false), and sets *sep.
+func appendKey(b []byte, sep *bool, name string) []byte {
+	if *sep {
+		b = append(b, ',')
+	}
+	*sep = true
+	b = append(b, '"')
+	b = append(b, name...)
+	return append(b, '"', ':')
 }
 
 // appendRecord encodes rec, its fields as fieldsJSON when that is not nil.
@@ -174,40 +164,31 @@ func appendRecord(b []byte, rec *v1.Record, fieldsJSON []byte) ([]byte, bool) {
 		sep = true
 		b = append(b, `"provenance":{`...)
 		psep := false
-		field := func(name string) {
-			if psep {
-				b = append(b, ',')
-			}
-			psep = true
-			b = append(b, '"')
-			b = append(b, name...)
-			b = append(b, '"', ':')
-		}
 		if p.Department != "" {
-			field("department")
+			b = appendKey(b, &psep, "department")
 			b = pbjson.AppendString(b, p.Department)
 		}
 		if p.Dataset != "" {
-			field("dataset")
+			b = appendKey(b, &psep, "dataset")
 			b = pbjson.AppendString(b, p.Dataset)
 		}
 		if p.RecordId != "" {
-			field("record_id")
+			b = appendKey(b, &psep, "record_id")
 			b = pbjson.AppendString(b, p.RecordId)
 		}
 		if p.FetchedAt != nil {
-			field("fetched_at")
+			b = appendKey(b, &psep, "fetched_at")
 			var ok bool
 			if b, ok = appendTimestamp(b, p.FetchedAt); !ok {
 				return nil, false
 			}
 		}
 		if p.Delivery != v1.Delivery_DELIVERY_UNSPECIFIED {
-			field("delivery")
+			b = appendKey(b, &psep, "delivery")
 			b = pbjson.AppendString(b, p.Delivery.String())
 		}
 		if p.Age != nil {
-			field("age")
+			b = appendKey(b, &psep, "age")
 			var ok bool
 			if b, ok = appendDuration(b, p.Age); !ok {
 				return nil, false
