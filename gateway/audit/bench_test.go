@@ -99,25 +99,8 @@ func BenchmarkAppendWithStats(b *testing.B) {
 //
 //	go test -run '^$' -bench BenchmarkEncode -benchmem ./gateway/audit/
 func BenchmarkEncode(b *testing.B) {
-	e := Entry{
-		Time:               time.Date(2026, 3, 1, 8, 0, 0, 123456789, time.UTC),
-		RequestID:          "1deada3950138e65",
-		Node:               "demo-node",
-		Kind:               KindExchange,
-		Consumer:           "approval-bureau",
-		ConsumerDepartment: "approval",
-		Datasets:           []string{"market.business_licences"},
-		Subjects:           []string{SubjectHash(subjectKey, "91130109MAAY40HT30")},
-		Purpose:            "approval",
-		LegalBasis:         []string{"《中华人民共和国行政许可法》第三十三条；《优化营商环境条例》（国务院令第722号）"},
-		GrantIDs:           []string{"demo-approval-licences"},
-		Decision:           DecisionPermit,
-		FieldsReturned: []string{"address", "business_scope", "credit_code", "enterprise_type", "established_on", "issued_on",
-			"legal_representative", "legal_representative_id", "name", "region_code", "registered_capital", "registration_authority", "status"},
-		Department:     "market",
-		Delivery:       DeliveryCache,
-		ResponseDigest: Digest([]byte("answer")),
-	}
+	e := licenceEntry()
+	e.Kind = KindExchange
 	for b.Loop() {
 		if _, err := Encode(e); err != nil {
 			b.Fatal(err)
