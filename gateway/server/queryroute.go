@@ -40,6 +40,16 @@ type queryRoute struct {
 	svc  v1.GatewayServer
 	next http.Handler
 	m    queryMarshaler
+	// answers is svc when it is an answerQuerier (see newQueryRoute).
+	answers answerQuerier
+}
+
+// newQueryRoute returns the route serving queries with svc, handing what
+// it does not take to next.
+func newQueryRoute(s *Server, svc v1.GatewayServer, next http.Handler, m queryMarshaler) *queryRoute {
+	q := &queryRoute{s: s, svc: svc, next: next, m: m}
+	q.answers, _ = svc.(answerQuerier)
+	return q
 }
 
 // answerQuerier is implemented by a GatewayServer that can also return the
@@ -93,8 +103,8 @@ func (q *queryRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var a query.Answer
 	var err error
-	if aq, ok := q.svc.(answerQuerier); ok {
-		a, err = aq.QueryDatasetAnswer(ctx, req)
+	if q.answers != nil {
+		a, err = q.answers.QueryDatasetAnswer(ctx, req)
 	} else {
 		a.Response, err = q.svc.QueryDataset(ctx, req)
 	}

@@ -118,7 +118,7 @@ func TestQueryRouteMatchesGrpcGateway(t *testing.T) {
 	s.gwmux = http.NotFoundHandler()
 	r := httptest.NewRequest(http.MethodPost, cases[0].path, strings.NewReader(cases[0].body))
 	w := httptest.NewRecorder()
-	(&queryRoute{s: s, svc: echoGateway{}, next: http.NotFoundHandler(), m: newMarshaler()}).ServeHTTP(w, r)
+	newQueryRoute(s, echoGateway{}, http.NotFoundHandler(), newMarshaler()).ServeHTTP(w, r)
 	if w.Code != http.StatusOK {
 		t.Errorf("fast route without grpc-gateway: %d %s", w.Code, w.Body)
 	}

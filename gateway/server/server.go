@@ -190,7 +190,7 @@ func New(opts Options, svcs Services) (*Server, error) {
 	if svcs.Gateway != nil {
 		// The query route skips grpc-gateway's generic request handling;
 		// it hands anything unusual back to mux (see queryRoute).
-		root.Handle("POST "+queryPrefix+"{target}", &queryRoute{s: s, svc: svcs.Gateway, next: mux, m: marshaler})
+		root.Handle("POST "+queryPrefix+"{target}", newQueryRoute(s, svcs.Gateway, mux, marshaler))
 	}
 
 	handler := s.restMiddleware(root)
