@@ -8,6 +8,7 @@ import (
 
 	"github.com/tongban/tongban/gateway/audit"
 	"github.com/tongban/tongban/gateway/query"
+	"github.com/tongban/tongban/schemas/testenv"
 )
 
 // licenceExchange is the exchange a cache-hit licence query reports.
@@ -55,7 +56,7 @@ func BenchmarkRecordExchange(b *testing.B) {
 	b.ReportAllocs()
 	b.SetParallelism(32)
 	b.ResetTimer()
-	cpu0, cpuOK := processCPU()
+	reportCPU := testenv.CPUPerOp(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := rec.RecordExchange(ctx, ex); err != nil {
@@ -65,9 +66,7 @@ func BenchmarkRecordExchange(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	if cpu1, ok := processCPU(); ok && cpuOK {
-		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
-	}
+	reportCPU()
 	if err := l.Close(); err != nil {
 		b.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func testLauncher(typ string) (*exec.Cmd, error) {
 }
 
 // nodeConfig is the configuration of one test node against the simulators.
-func nodeConfig(t *testing.T, name string, deps *simulate.Departments) config.Config {
+func nodeConfig(t testing.TB, name string, deps *simulate.Departments) config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default()
@@ -85,7 +85,7 @@ func nodeConfig(t *testing.T, name string, deps *simulate.Departments) config.Co
 	return cfg
 }
 
-func startNode(t *testing.T, cfg config.Config) *App {
+func startNode(t testing.TB, cfg config.Config) *App {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tongban/tongban/schemas/testenv"
 )
 
 // benchEntry returns an encoded entry of exactly size bytes.
@@ -174,7 +176,7 @@ func BenchmarkAppendEntry(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(benchPar)
 			b.ResetTimer()
-			cpu0, cpuOK := processCPU()
+			reportCPU := testenv.CPUPerOp(b)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := l.AppendEntry(ctx, e); err != nil {
@@ -184,9 +186,7 @@ func BenchmarkAppendEntry(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			if cpu1, ok := processCPU(); ok && cpuOK {
-				b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
-			}
+			reportCPU()
 			if err := l.Close(); err != nil {
 				b.Fatal(err)
 			}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/tongban/tongban/schemas/testenv"
 )
 
 func TestSyncData(t *testing.T) {
@@ -47,7 +49,7 @@ func BenchmarkCommitSync(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer f.Close()
-			cpu0, ok := processCPU()
+			reportCPU := testenv.CPUPerOp(b)
 			for b.Loop() {
 				if _, err := f.Write(batch); err != nil {
 					b.Fatal(err)
@@ -56,9 +58,7 @@ func BenchmarkCommitSync(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			if cpu1, ok1 := processCPU(); ok && ok1 {
-				b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
-			}
+			reportCPU()
 		})
 	}
 }

@@ -229,6 +229,10 @@ func (s *Server) Listen() error {
 	return nil
 }
 
+// RESTHandler is the REST front end's handler with its middleware, as the
+// listener serves it; benchmarks call it in process.
+func (s *Server) RESTHandler() http.Handler { return s.http.Handler }
+
 // GRPCAddr is the bound gRPC address.
 func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 
