@@ -795,8 +795,16 @@ func requestSubjects(ds *datasets.Dataset, q *v1.QueryRequest) []string {
 //
 // rendered, when not nil, is aligned with records: a record with a
 // rendering takes the canonical form of its masked fields and fields from
-// it.
+// it, and the digest of a one-record answer is kept with its rendering.
 func digest(records []*v1.Record, rendered []*rendering) (string, error) {
+	if len(records) == 1 && len(rendered) == 1 && rendered[0] != nil && rendered[0].canon != nil {
+		return rendered[0].soleDigest(records[0])
+	}
+	return digestOf(records, rendered)
+}
+
+// digestOf computes digest(records, rendered).
+func digestOf(records []*v1.Record, rendered []*rendering) (string, error) {
 	bp := digestBufs.Get().(*[]byte)
 	defer digestBufs.Put(bp)
 	buf := (*bp)[:0]

@@ -33,9 +33,11 @@ type fakeFetcher struct {
 	mu      sync.Mutex
 	calls   int
 	// shared answers as the cache does: the same records, marked shared,
-	// fetched at fetchedAt.
+	// fetched at fetchedAt, delivered as delivery (DELIVERY_CACHE when
+	// unset).
 	shared    bool
 	fetchedAt time.Time
+	delivery  v1.Delivery
 }
 
 func (f *fakeFetcher) Fetch(_ context.Context, _ *datasets.Dataset, _ *v1.FetchRequest) (Result, error) {
@@ -46,7 +48,11 @@ func (f *fakeFetcher) Fetch(_ context.Context, _ *datasets.Dataset, _ *v1.FetchR
 		return Result{}, f.err
 	}
 	if f.shared {
-		return Result{Records: f.records, Delivery: v1.Delivery_DELIVERY_CACHE, FetchedAt: f.fetchedAt, Shared: true}, nil
+		d := f.delivery
+		if d == v1.Delivery_DELIVERY_UNSPECIFIED {
+			d = v1.Delivery_DELIVERY_CACHE
+		}
+		return Result{Records: f.records, Delivery: d, FetchedAt: f.fetchedAt, Shared: true}, nil
 	}
 	return Result{Records: f.records, Delivery: v1.Delivery_DELIVERY_LIVE, FetchedAt: time.Now()}, nil
 }

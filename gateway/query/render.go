@@ -40,6 +40,35 @@ type rendering struct {
 	canon []byte
 	// subject is the value of the dataset's subject field, "" if none.
 	subject string
+	// sole is the digest of an answer of this rendering alone, with the
+	// provenance it was computed for; an answer whose provenance differs
+	// (another delivery) computes its own and keeps that instead.
+	sole atomic.Pointer[soleDigest]
+}
+
+// soleDigest is the digest of a one-record answer and the provenance it
+// covers besides the rendering.
+type soleDigest struct {
+	department, dataset, recordID string
+	delivery                      v1.Delivery
+	value                         string
+}
+
+// soleDigest returns digest([]*v1.Record{rec}, []*rendering{r}) for a
+// record rec of this rendering, computing it only when rec's provenance is
+// not the one of the digest kept.
+func (r *rendering) soleDigest(rec *v1.Record) (string, error) {
+	p := rec.GetProvenance()
+	if d := r.sole.Load(); d != nil && d.department == p.GetDepartment() && d.dataset == p.GetDataset() &&
+		d.recordID == p.GetRecordId() && d.delivery == p.GetDelivery() {
+		return d.value, nil
+	}
+	v, err := digestOf([]*v1.Record{rec}, []*rendering{r})
+	if err != nil {
+		return "", err
+	}
+	r.sole.Store(&soleDigest{department: p.GetDepartment(), dataset: p.GetDataset(), recordID: p.GetRecordId(), delivery: p.GetDelivery(), value: v})
+	return v, nil
 }
 
 // renderSlots is the number of renderings a pipeline keeps: about 4 KiB

@@ -147,6 +147,39 @@ func TestRenderingsFollowTheRecords(t *testing.T) {
 	}
 }
 
+// TestSoleDigestFollowsProvenance: the digest kept with a rendering for
+// one-record answers is the digest of the answer given, also when the same
+// kept record is delivered otherwise (stale) and then as before.
+func TestSoleDigestFollowsProvenance(t *testing.T) {
+	f := &fakeFetcher{records: []*v1.SourceRecord{licence("130104")}, shared: true, fetchedAt: time.Now()}
+	rec := &fakeRecorder{}
+	p := newPipeline(t, f, rec)
+	c := renderCase{"approval-bureau", &v1.QueryRequest{
+		Dataset: "market.business_licences", Keys: map[string]string{"credit_code": goodCode}, Purpose: "approval"}}
+	seen := map[v1.Delivery]string{}
+	for _, d := range []v1.Delivery{v1.Delivery_DELIVERY_CACHE, v1.Delivery_DELIVERY_CACHE, v1.Delivery_DELIVERY_STALE, v1.Delivery_DELIVERY_CACHE, v1.Delivery_DELIVERY_STALE} {
+		f.delivery = d
+		a, recorded, err := answerOf(t, p, rec, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := digestOf(a.Response.Records, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if recorded != want {
+			t.Fatalf("%v: recorded digest %s, digest of the answer %s", d, recorded, want)
+		}
+		seen[d] = recorded
+	}
+	if seen[v1.Delivery_DELIVERY_CACHE] == seen[v1.Delivery_DELIVERY_STALE] {
+		t.Fatal("cached and stale deliveries have the same digest")
+	}
+	if f.calls != 5 {
+		t.Fatalf("%d fetches", f.calls)
+	}
+}
+
 // TestRenderingsConcurrent runs callers with different grants at once on
 // shared records (for the race detector), each checking its answer against
 // the one it got alone.
