@@ -2,9 +2,7 @@ package server
 
 import (
 	"encoding/base64"
-	"math"
 	"strconv"
-	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -207,16 +205,73 @@ func appendRecord(b []byte, rec *v1.Record, fieldsJSON []byte) ([]byte, bool) {
 }
 
 // appendTimestamp writes RFC 3339 in UTC with 0, 3, 6 or 9 fractional
-// digits, as protojson does.
+// digits, as protojson does; false for a timestamp protojson refuses (nil,
+// or outside years 1 to 9999). It computes the civil date itself (after
+// Howard Hinnant's days-to-civil) instead of going through time.Time's
+// formatting, a third of the cost of a cached answer's record.
 func appendTimestamp(b []byte, ts *timestamppb.Timestamp) ([]byte, bool) {
-	if ts.CheckValid() != nil {
+	if ts == nil {
 		return nil, false
 	}
-	t := ts.AsTime().UTC()
+	secs, nanos := ts.GetSeconds(), int64(ts.GetNanos())
+	if secs < minTimestamp || secs > maxTimestamp || nanos < 0 || nanos >= 1e9 {
+		return nil, false
+	}
+	// secs >= minTimestamp, so day counts from 0000-03-01 are positive.
+	days := (secs-minTimestamp)/86400 + minDay
+	sod := (secs - minTimestamp) % 86400
+	era := days / 146097
+	doe := days - era*146097                               // [0, 146096]
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // [0, 399]
+	doy := doe - (365*yoe + yoe/4 - yoe/100)               // [0, 365], from March 1
+	mp := (5*doy + 2) / 153                                // [0, 11], March is 0
+	day := doy - (153*mp+2)/5 + 1
+	month := mp + 3
+	if month > 12 {
+		month -= 12
+	}
+	year := yoe + era*400
+	if month <= 2 {
+		year++
+	}
 	b = append(b, '"')
-	b = t.AppendFormat(b, "2006-01-02T15:04:05")
-	b = appendNanos(b, int64(t.Nanosecond()))
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, month, 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, sod/3600, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sod/60%60, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sod%60, 2)
+	b = appendNanos(b, nanos)
 	return append(b, 'Z', '"'), true
+}
+
+const (
+	// minTimestamp and maxTimestamp are 0001-01-01T00:00:00Z and
+	// 9999-12-31T23:59:59Z, the range protojson writes.
+	minTimestamp = -62135596800
+	maxTimestamp = 253402300799
+	// minDay is the day of minTimestamp counted from 0000-03-01.
+	minDay = 306
+)
+
+// appendDigits appends v (non-negative) in decimal, zero-padded to width.
+func appendDigits(b []byte, v int64, width int) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for v >= 10 || width > 1 {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+		width--
+	}
+	i--
+	buf[i] = byte('0' + v)
+	return append(b, buf[i:]...)
 }
 
 // appendDuration writes seconds with 0, 3, 6 or 9 fractional digits and an
@@ -236,19 +291,16 @@ func appendDuration(b []byte, d *durationpb.Duration) ([]byte, bool) {
 	return append(b, 's', '"'), true
 }
 
+// appendNanos writes nanos (in [0, 1e9)) as a fraction of 0, 3, 6 or 9
+// digits, the fewest that hold it exactly.
 func appendNanos(b []byte, nanos int64) []byte {
-	if nanos == 0 {
+	switch {
+	case nanos == 0:
 		return b
+	case nanos%1e6 == 0:
+		return appendDigits(append(b, '.'), nanos/1e6, 3)
+	case nanos%1e3 == 0:
+		return appendDigits(append(b, '.'), nanos/1e3, 6)
 	}
-	digits := 9
-	for _, d := range []int{3, 6} {
-		if nanos%int64(math.Pow10(9-d)) == 0 {
-			digits = d
-			break
-		}
-	}
-	b = append(b, '.')
-	var buf [20]byte
-	frac := strconv.AppendInt(buf[:0], nanos+int64(time.Second), 10)[1:] // 9 digits with leading zeros
-	return append(b, frac[:digits]...)
+	return appendDigits(append(b, '.'), nanos, 9)
 }

@@ -83,8 +83,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// requestIDHeader is the header and metadata key of the request id.
-const requestIDHeader = "x-request-id"
+// requestIDHeader is the header and metadata key of the request id;
+// requestIDKey is its canonical form, the key of an http.Header.
+const (
+	requestIDHeader = "x-request-id"
+	requestIDKey    = "X-Request-Id"
+)
+
+// headerID returns the request id header's first value, "" if none.
+// Indexing h with the canonical key spares the copy Header.Get makes of a
+// key given in another case.
+func headerID(h http.Header) string {
+	if v := h[requestIDKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
 
 // headerMatcher forwards the request id header in addition to grpc-gateway's
 // defaults (which already forward Authorization).
@@ -187,7 +201,7 @@ func (s *Server) observe(ctx context.Context, method, transport string, err erro
 func (s *Server) restMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ctx := requestContext(r.Context(), r.Header.Get(requestIDHeader))
+		ctx := requestContext(r.Context(), headerID(r.Header))
 		// The caller's certificate identity comes only from the TLS
 		// handshake, never from headers: grpc-gateway calls the services in
 		// process, so there is no gRPC peer to read it from.
@@ -198,7 +212,7 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 		tagSpan(ctx, id, r)
 		// Handlers read the id from the context (reqctx); the caller's
 		// header is left as sent.
-		w.Header()["X-Request-Id"] = []string{id}
+		w.Header()[requestIDKey] = []string{id}
 		var cancel context.CancelFunc
 		if s.isStream(r) {
 			// A stream outlives the request deadline and the server's
@@ -286,7 +300,7 @@ func (s *Server) restError(ctx context.Context, _ *runtime.ServeMux, _ runtime.M
 	}
 	rctx := ctx
 	if reqctx.ID(ctx) == "" {
-		rctx = requestContext(ctx, r.Header.Get(requestIDHeader))
+		rctx = requestContext(ctx, headerID(r.Header))
 	}
 	err = s.sanitize(rctx, r.URL.Path, err)
 	ae := apierr.From(err)
