@@ -39,6 +39,8 @@ type Recorder struct {
 	// Now gives the time of entries whose time is not set (time.Now when
 	// nil).
 	Now func() time.Time
+
+	subjects subjectMemo
 }
 
 var (
@@ -64,7 +66,7 @@ func (r *Recorder) ExchangeEntry(ex query.Exchange) audit.Entry {
 		Kind:               ex.Kind,
 		Consumer:           ex.Consumer,
 		ConsumerDepartment: ex.ConsumerDepartment,
-		Subjects:           audit.SubjectHashes(r.SubjectKey, ex.Subjects),
+		Subjects:           r.subjects.hashes(r.SubjectKey, ex.Subjects),
 		Purpose:            ex.Purpose,
 		LegalBasis:         ex.LegalBasis,
 		GrantIDs:           ex.GrantIDs,

@@ -731,7 +731,7 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *
 		return &v1.Record{Fields: out, Provenance: prov, MaskedFields: masked}, nil, true
 	}
 	var arr [512]byte
-	sig := shapeSig(arr[:0], in, fields, masks, hideID)
+	sig := shapeSig(arr[:0], fields, masks, hideID)
 	if r = sh.memo.get(src, ds, sig); r == nil {
 		r = &rendering{src: src, ds: ds, sig: string(sig), recordID: sh.recordID(src, hideID)}
 		r.fields, r.masked = project(in, fields, masks)

@@ -109,21 +109,20 @@ func (t *renderings) put(r *rendering) {
 	t.slot(r.src, r.ds, []byte(r.sig)).Store(r)
 }
 
-// shapeSig appends the signature of a record's shape: every field it
-// returns, in order, with its mask (masks is aligned with fields), and
-// whether the record id is hidden. Two shapings of the same source record
-// with the same signature produce the same fields, masked list and record
-// id.
-func shapeSig(b []byte, in map[string]*structpb.Value, fields []string, masks []v1.MaskKind, hideID bool) []byte {
+// shapeSig appends the signature of a record's shape: every field the
+// decision returns, in order, with its mask (masks is aligned with
+// fields), and whether the record id is hidden. Two shapings of the same
+// source record with the same signature produce the same fields, masked
+// list and record id. Fields the record lacks are in the signature too:
+// the record is part of the key, so leaving them out would not tell any
+// two shapes of it apart, and finding them out costs a lookup a field.
+func shapeSig(b []byte, fields []string, masks []v1.MaskKind, hideID bool) []byte {
 	if hideID {
 		b = append(b, 'h')
 	} else {
 		b = append(b, 'i')
 	}
 	for i, f := range fields {
-		if _, ok := in[f]; !ok {
-			continue
-		}
 		b = append(append(b, f...), 0)
 		b = binary.AppendUvarint(b, uint64(masks[i]))
 	}
