@@ -4,18 +4,25 @@ package reqctx
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
+	"math/rand/v2"
 )
 
 type key struct{}
 
-// NewID returns a fresh random request id (16 hex digits).
+// NewID returns a fresh random request id (16 hex digits). The bits come
+// from the runtime's per-thread ChaCha8 generator, seeded by the system:
+// an id names a request, it guards nothing, and reading the system's
+// generator for it cost a tenth of a cached query's middleware.
 func NewID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	v := rand.Uint64()
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
 }
 
 // With returns ctx carrying request id id.

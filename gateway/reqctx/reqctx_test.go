@@ -30,3 +30,31 @@ func TestValid(t *testing.T) {
 		}
 	}
 }
+
+// TestNewID: ids are 16 lowercase hex digits, valid, and do not repeat;
+// every digit position takes more than one value.
+func TestNewID(t *testing.T) {
+	seen := map[string]bool{}
+	var varies [16]map[byte]bool
+	for i := range varies {
+		varies[i] = map[byte]bool{}
+	}
+	for range 10000 {
+		id := NewID()
+		if len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" || !Valid(id) {
+			t.Fatalf("id %q is not 16 lowercase hex digits", id)
+		}
+		if seen[id] {
+			t.Fatalf("id %q repeated", id)
+		}
+		seen[id] = true
+		for i := range id {
+			varies[i][id[i]] = true
+		}
+	}
+	for i, v := range varies {
+		if len(v) < 16 {
+			t.Errorf("digit %d took only %d values", i, len(v))
+		}
+	}
+}

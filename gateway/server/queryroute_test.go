@@ -153,3 +153,35 @@ func FuzzDecodeQueryRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestQueryFirstYieldsToPOSTRoutes: a POST route of Options (or one
+// without a method, such as a host's) that is more specific than the query
+// route still gets its requests: the query route is then reached through
+// the mux only.
+func TestQueryFirstYieldsToPOSTRoutes(t *testing.T) {
+	special := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "the special handler") })
+	for _, c := range []struct{ pattern, target string }{
+		{"POST /v1/datasets/special:query", "http://gw.example/v1/datasets/special:query"},
+		{"special.example/", "http://special.example/v1/datasets/d:query"},
+	} {
+		s, err := New(Options{
+			GRPCAddr: "127.0.0.1:0", RESTAddr: "127.0.0.1:0",
+			RequestTimeout: time.Minute, MaxBodyBytes: 256, ShutdownTimeout: time.Second,
+			Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Handlers: map[string]http.Handler{c.pattern: special, "GET /other": special},
+		}, Services{Gateway: echoGateway{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for target, want := range map[string]string{c.target: "the special handler", "http://gw.example/v1/datasets/d:query": `"records"`} {
+			w := httptest.NewRecorder()
+			s.http.Handler.ServeHTTP(w, httptest.NewRequest(http.MethodPost, target, strings.NewReader(`{"purpose":"p"}`)))
+			if !strings.Contains(w.Body.String(), want) {
+				t.Errorf("%s registered: POST %s answered %d %s", c.pattern, target, w.Code, w.Body)
+			}
+		}
+	}
+	if !anyPOST(map[string]http.Handler{"/x": nil}) || anyPOST(map[string]http.Handler{"GET /x": nil, "DELETE /y": nil}) {
+		t.Error("anyPOST misreads the patterns")
+	}
+}

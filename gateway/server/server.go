@@ -187,13 +187,18 @@ func New(opts Options, svcs Services) (*Server, error) {
 	}
 	s.streamMethods = patternMethods(slices.Collect(maps.Keys(opts.Streams)))
 	root.Handle("/", mux)
+	var routes http.Handler = root
 	if svcs.Gateway != nil {
 		// The query route skips grpc-gateway's generic request handling;
 		// it hands anything unusual back to mux (see queryRoute).
-		root.Handle("POST "+queryPrefix+"{target}", newQueryRoute(s, svcs.Gateway, mux, marshaler))
+		qr := newQueryRoute(s, svcs.Gateway, mux, marshaler)
+		root.Handle("POST "+queryPrefix+"{target}", qr)
+		if !anyPOST(opts.Handlers) && !anyPOST(opts.Streams) {
+			routes = queryFirst{query: qr, mux: root}
+		}
 	}
 
-	handler := s.restMiddleware(root)
+	handler := s.restMiddleware(routes)
 	if opts.TracerProvider != nil {
 		handler = restTracing(opts.TracerProvider, handler)
 	}
@@ -213,6 +218,31 @@ func New(opts Options, svcs Services) (*Server, error) {
 	s.streamsDone, endStreams = context.WithCancel(context.Background())
 	s.http.RegisterOnShutdown(endStreams)
 	return s, nil
+}
+
+// queryFirst hands the requests the query route takes (queryDataset)
+// straight to it and the rest to the root mux, which would route them to
+// it as well: New uses it only when no pattern of its own or of Options
+// can match a POST but the query route's. It spares the hottest route the
+// mux's pattern matching.
+type queryFirst struct {
+	query *queryRoute
+	mux   http.Handler
+}
+
+func (h queryFirst) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, ok := queryDataset(r); ok {
+		h.query.ServeHTTP(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// anyPOST reports whether a pattern of routes can match a POST request:
+// one without a method, or for POST.
+func anyPOST(routes map[string]http.Handler) bool {
+	m := patternMethods(slices.Collect(maps.Keys(routes)))
+	return m[""] || m[http.MethodPost]
 }
 
 // Listen binds both listeners. After it returns, GRPCAddr and RESTAddr tell
