@@ -14,9 +14,11 @@ const subjectSlots = 1024
 // subjectMemo keeps the hashes of recently recorded subject identifiers.
 // Cached records are asked for again and again, and the keyed hash of a
 // record's subject costs more than the rest of its entry's encoding. It is
-// a direct-mapped table of atomic pointers, so recorders never wait for
-// each other; a collision costs one hash. The identifiers it holds are
-// those of records the node has just served, which the cache holds too.
+// a two-way set-associative table of atomic pointers (an identifier has
+// two neighbouring slots, as query's kept renderings do), so recorders
+// never wait for each other and a collision costs one hash. The
+// identifiers it holds are those of records the node has just served,
+// which the cache holds too.
 type subjectMemo struct {
 	slots [subjectSlots]atomic.Pointer[subjectHash]
 }
@@ -32,11 +34,19 @@ func (m *subjectMemo) hashes(key []byte, ids []string) []string {
 		return audit.SubjectHashes(key, ids)
 	}
 	id := ids[0]
-	slot := &m.slots[maphash.String(subjectSeed, id)%subjectSlots]
-	if h := slot.Load(); h != nil && h.id == id {
-		return []string{h.hash}
+	h := maphash.String(subjectSeed, id) % subjectSlots
+	a, b := &m.slots[h], &m.slots[h^1]
+	for _, s := range [2]*atomic.Pointer[subjectHash]{a, b} {
+		if kept := s.Load(); kept != nil && kept.id == id {
+			return []string{kept.hash}
+		}
 	}
 	hs := audit.SubjectHashes(key, ids)
-	slot.Store(&subjectHash{id: id, hash: hs[0]})
+	kept := &subjectHash{id: id, hash: hs[0]}
+	if cur := a.Load(); cur == nil || cur.id == id {
+		a.Store(kept)
+	} else {
+		b.Store(kept)
+	}
 	return hs
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -38,5 +39,33 @@ func TestExchangeEntrySubjectsKept(t *testing.T) {
 				t.Fatalf("subjects %q: hashes %q, want %q", subjects, got, want)
 			}
 		}
+	}
+}
+
+// TestSubjectMemoKeepsCollidingIDs: two identifiers whose hashes share a
+// slot are both kept.
+func TestSubjectMemoKeepsCollidingIDs(t *testing.T) {
+	var m subjectMemo
+	seen := map[uint64]string{}
+	var first, second string
+	for i := 0; first == ""; i++ {
+		id := fmt.Sprintf("91130104MA%08dX", i)
+		h := maphash.String(subjectSeed, id) % subjectSlots
+		if other, ok := seen[h]; ok {
+			first, second = other, id
+		}
+		seen[h] = id
+	}
+	m.hashes(auditTestSubjectKey, []string{first})
+	m.hashes(auditTestSubjectKey, []string{second})
+	h := maphash.String(subjectSeed, first) % subjectSlots
+	kept := map[string]bool{}
+	for _, s := range []uint64{h, h ^ 1} {
+		if k := m.slots[s].Load(); k != nil {
+			kept[k.id] = true
+		}
+	}
+	if !kept[first] || !kept[second] {
+		t.Fatalf("kept %v, want both %s and %s", kept, first, second)
 	}
 }

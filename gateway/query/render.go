@@ -75,10 +75,13 @@ func (r *rendering) soleDigest(rec *v1.Record) (string, error) {
 // each for a licence record, so at most ≈ 16 MiB.
 const renderSlots = 4096
 
-// renderings is a direct-mapped table of renderings: a slot holds the last
-// rendering whose key hashed to it. Lookups and stores are single atomic
-// operations, so concurrent queries never wait for each other; a collision
-// only costs the shaping the table saves.
+// renderings is a two-way set-associative table of renderings: a key has
+// two slots, a pair of neighbours, and a rendering is stored in the first
+// that is free or holds its key, else in the second. With one slot a key,
+// a few of even a handful of hot records shared a slot and displaced each
+// other on every hit. Lookups and stores are single atomic operations, so
+// concurrent queries never wait for each other; a collision only costs
+// the shaping the table saves.
 type renderings struct {
 	seed  maphash.Seed
 	slots [renderSlots]atomic.Pointer[rendering]
@@ -91,22 +94,35 @@ type renderKey struct {
 	ds  *datasets.Dataset
 }
 
-func (t *renderings) slot(src *v1.SourceRecord, ds *datasets.Dataset, sig []byte) *atomic.Pointer[rendering] {
-	h := maphash.Comparable(t.seed, renderKey{src, ds}) ^ maphash.Bytes(t.seed, sig)
-	return &t.slots[h%renderSlots]
+// pair returns the two slots of a key.
+func (t *renderings) pair(src *v1.SourceRecord, ds *datasets.Dataset, sig []byte) (*atomic.Pointer[rendering], *atomic.Pointer[rendering]) {
+	h := (maphash.Comparable(t.seed, renderKey{src, ds}) ^ maphash.Bytes(t.seed, sig)) % renderSlots
+	return &t.slots[h], &t.slots[h^1]
+}
+
+func (r *rendering) is(src *v1.SourceRecord, ds *datasets.Dataset, sig []byte) bool {
+	return r != nil && r.src == src && r.ds == ds && r.sig == string(sig)
 }
 
 // get returns the rendering of src in dataset ds under shape sig, if kept.
 func (t *renderings) get(src *v1.SourceRecord, ds *datasets.Dataset, sig []byte) *rendering {
-	r := t.slot(src, ds, sig).Load()
-	if r != nil && r.src == src && r.ds == ds && r.sig == string(sig) {
+	a, b := t.pair(src, ds, sig)
+	if r := a.Load(); r.is(src, ds, sig) {
+		return r
+	}
+	if r := b.Load(); r.is(src, ds, sig) {
 		return r
 	}
 	return nil
 }
 
 func (t *renderings) put(r *rendering) {
-	t.slot(r.src, r.ds, []byte(r.sig)).Store(r)
+	a, b := t.pair(r.src, r.ds, []byte(r.sig))
+	if cur := a.Load(); cur == nil || cur.is(r.src, r.ds, []byte(r.sig)) {
+		a.Store(r)
+		return
+	}
+	b.Store(r)
 }
 
 // shapeSig appends the signature of a record's shape: every field the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,5 +259,41 @@ func TestRenderingsKeyedByShape(t *testing.T) {
 		if got := miss(); got != nil {
 			t.Errorf("%s: found the rendering of another key", name)
 		}
+	}
+}
+
+// TestRenderingsKeepCollidingKeys: two records whose keys share a slot are
+// both kept, so that hot records that collide do not displace each other
+// on every hit.
+func TestRenderingsKeepCollidingKeys(t *testing.T) {
+	tab := newRenderings()
+	ds, _ := idPipeline(t, nil, &fakeFetcher{}, &fakeRecorder{}).Dict.Dataset("market.business_licences")
+	sig := []byte("i name\x00\x00")
+	bySlot := map[*atomic.Pointer[rendering]]*v1.SourceRecord{}
+	var first, second *v1.SourceRecord
+	for range 100000 {
+		src := licence("130104")
+		a, _ := tab.pair(src, ds, sig)
+		if other, ok := bySlot[a]; ok {
+			first, second = other, src
+			break
+		}
+		bySlot[a] = src
+	}
+	if first == nil {
+		t.Fatal("no two keys share a slot")
+	}
+	r1 := &rendering{src: first, ds: ds, sig: string(sig)}
+	r2 := &rendering{src: second, ds: ds, sig: string(sig)}
+	tab.put(r1)
+	tab.put(r2)
+	if tab.get(first, ds, sig) != r1 || tab.get(second, ds, sig) != r2 {
+		t.Fatal("a rendering was displaced by one whose key shares its slot")
+	}
+	// Storing a key again replaces its own rendering, in place.
+	r1b := &rendering{src: first, ds: ds, sig: string(sig)}
+	tab.put(r1b)
+	if tab.get(first, ds, sig) != r1b || tab.get(second, ds, sig) != r2 {
+		t.Fatal("a renewed rendering was not found, or displaced its neighbour")
 	}
 }
