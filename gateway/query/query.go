@@ -714,21 +714,24 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *
 	if len(sh.want) > 0 {
 		fields = slices.DeleteFunc(slices.Clone(fields), func(f string) bool { return !slices.Contains(sh.want, f) })
 	}
-	prov := &v1.Provenance{
-		Department: ds.Department,
-		Dataset:    ds.Name,
-		FetchedAt:  timestamppb.New(res.FetchedAt),
-		Delivery:   res.Delivery,
-	}
+	// The record and its provenance messages in one allocation.
+	parts := new(recordParts)
+	rec, prov := &parts.rec, &parts.prov
+	rec.Provenance = prov
+	prov.Department, prov.Dataset, prov.Delivery = ds.Department, ds.Name, res.Delivery
+	parts.fetchedAt.Seconds, parts.fetchedAt.Nanos = res.FetchedAt.Unix(), int32(res.FetchedAt.Nanosecond())
+	prov.FetchedAt = &parts.fetchedAt
 	if res.Delivery != v1.Delivery_DELIVERY_LIVE && !res.FetchedAt.IsZero() {
-		prov.Age = durationpb.New(now.Sub(res.FetchedAt))
+		age := now.Sub(res.FetchedAt)
+		parts.age.Seconds, parts.age.Nanos = int64(age/time.Second), int32(age%time.Second)
+		prov.Age = &parts.age
 	}
 	var marr [32]v1.MaskKind
 	masks := dec.AppendMasks(marr[:0], region, fields)
 	if sh.memo == nil {
-		out, masked := project(in, fields, masks)
+		rec.Fields, rec.MaskedFields = project(in, fields, masks)
 		prov.RecordId = sh.recordID(src, hideID)
-		return &v1.Record{Fields: out, Provenance: prov, MaskedFields: masked}, nil, true
+		return rec, nil, true
 	}
 	var arr [512]byte
 	sig := shapeSig(arr[:0], fields, masks, hideID)
@@ -739,7 +742,17 @@ func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *
 		sh.memo.put(r)
 	}
 	prov.RecordId = r.recordID
-	return &v1.Record{Fields: r.fields, Provenance: prov, MaskedFields: r.masked}, r, true
+	rec.Fields, rec.MaskedFields = r.fields, r.masked
+	return rec, r, true
+}
+
+// recordParts are the messages of a shaped record, allocated together:
+// the record, its provenance, and the provenance's time and age.
+type recordParts struct {
+	rec       v1.Record
+	prov      v1.Provenance
+	fetchedAt timestamppb.Timestamp
+	age       durationpb.Duration
 }
 
 // recordID is the record id as released: the id, or its reference when
