@@ -196,8 +196,8 @@ func (s *Server) observe(ctx context.Context, method, transport string, err erro
 }
 
 // restMiddleware adds the request id, the verified client certificate, the
-// body limit, the request deadline (except on streams) and metrics to every
-// REST request.
+// body limit, the request deadline (except on streams, which end instead
+// with their client) and metrics to every REST request.
 func (s *Server) restMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -224,7 +224,14 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 			ctx, cancel = context.WithCancel(ctx)
 			defer context.AfterFunc(s.streamsDone, cancel)()
 		} else {
-			ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
+			// The deadline, not the client's connection, ends the rest:
+			// their work is bounded by it, and what would be cut short
+			// when the client leaves would not be spared anyway (cache
+			// fetches run on without their caller, an audit entry once
+			// queued is written). Leaving the connection's context out
+			// spares every request registering with it and removing
+			// itself again.
+			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.opts.RequestTimeout)
 		}
 		defer cancel()
 		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)

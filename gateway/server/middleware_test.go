@@ -1,7 +1,12 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"maps"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"testing"
@@ -9,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tongban/tongban/gateway/reqctx"
 )
 
 func TestPatternMethods(t *testing.T) {
@@ -69,4 +76,42 @@ func TestRESTMetrics(t *testing.T) {
 	if n := testutil.CollectAndCount(m.latency); n != 3 {
 		t.Errorf("%d latency series, want 3", n)
 	}
+}
+
+// TestRESTRequestDeadline: a REST request's context ends at the request
+// deadline, carries the request id, and is not ended by its connection's
+// context (the client leaving): that work is bounded by the deadline.
+func TestRESTRequestDeadline(t *testing.T) {
+	s, err := New(Options{
+		GRPCAddr: "127.0.0.1:0", RESTAddr: "127.0.0.1:0",
+		RequestTimeout: 50 * time.Millisecond, MaxBodyBytes: 256, ShutdownTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Handlers: map[string]http.Handler{"GET /probe": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			dl, ok := ctx.Deadline()
+			if !ok || time.Until(dl) > 50*time.Millisecond {
+				t.Errorf("deadline %v %v, want within 50ms", dl, ok)
+			}
+			if reqctx.ID(ctx) != "probe-1" {
+				t.Errorf("request id %q", reqctx.ID(ctx))
+			}
+			select {
+			case <-ctx.Done():
+				t.Errorf("the request ended with its connection's context: %v", ctx.Err())
+			default:
+			}
+			<-ctx.Done() // bounded by the deadline
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				t.Errorf("ended with %v, want the deadline", ctx.Err())
+			}
+		})},
+	}, Services{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, leave := context.WithCancel(context.Background())
+	leave() // the client has gone before the handler looks
+	r := httptest.NewRequestWithContext(conn, http.MethodGet, "/probe", nil)
+	r.Header.Set("X-Request-Id", "probe-1")
+	s.http.Handler.ServeHTTP(httptest.NewRecorder(), r)
 }
