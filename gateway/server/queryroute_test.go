@@ -185,3 +185,24 @@ func TestQueryFirstYieldsToPOSTRoutes(t *testing.T) {
 		t.Error("anyPOST misreads the patterns")
 	}
 }
+
+// TestDecodeQueryRequestAllocations: a typical small body is decoded with
+// one copy of it for all its strings, besides the request's own map.
+func TestDecodeQueryRequestAllocations(t *testing.T) {
+	body := []byte(`{"keys":{"credit_code":"91130109MAAY40HT30"},"purpose":"approval","fields":["name","status"]}`)
+	var req *v1.QueryRequest
+	allocs := testing.AllocsPerRun(100, func() {
+		req = &v1.QueryRequest{}
+		if !decodeQueryRequest(body, req) {
+			t.Fatal("not decoded")
+		}
+	})
+	if req.GetKeys()["credit_code"] != "91130109MAAY40HT30" || req.GetPurpose() != "approval" || len(req.GetFields()) != 2 {
+		t.Fatalf("decoded %v", req)
+	}
+	// The request, its keys map (two), the fields slice (two, as it
+	// grows) and the body's copy; a copy a string would make ten.
+	if allocs > 6 {
+		t.Errorf("%v allocations a decode", allocs)
+	}
+}
