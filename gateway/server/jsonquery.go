@@ -182,8 +182,14 @@ func appendRecord(b []byte, rec *v1.Record, fieldsJSON []byte) ([]byte, bool) {
 			}
 		}
 		if p.Delivery != v1.Delivery_DELIVERY_UNSPECIFIED {
+			// protojson writes a value without a name as a number:
+			// leave that to it.
+			name, ok := v1.Delivery_name[int32(p.Delivery)]
+			if !ok {
+				return nil, false
+			}
 			b = appendKey(b, &psep, "delivery")
-			b = pbjson.AppendString(b, p.Delivery.String())
+			b = pbjson.AppendString(b, name)
 		}
 		if p.Age != nil {
 			b = appendKey(b, &psep, "age")

@@ -38,6 +38,9 @@ func TestQueryJSONMatchesProtojson(t *testing.T) {
 	}
 	cases := map[string]*v1.QueryResponse{
 		"empty": {},
+		// A delivery this build has no name for (from a newer node):
+		// protojson writes its number.
+		"unnamed delivery": {Records: []*v1.Record{{Provenance: &v1.Provenance{Delivery: 99}}}},
 		"full": {
 			Records: []*v1.Record{
 				{
@@ -49,6 +52,7 @@ func TestQueryJSONMatchesProtojson(t *testing.T) {
 				},
 				{Provenance: &v1.Provenance{FetchedAt: timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), Age: durationpb.New(-2 * time.Microsecond)}},
 				{Provenance: &v1.Provenance{FetchedAt: timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 120000000, time.UTC))}},
+				{Provenance: &v1.Provenance{Delivery: v1.Delivery_DELIVERY_CACHE}},
 			},
 			Withheld:      []*v1.Withheld{{Field: "contact_phone", Reason: "FIELD_NOT_GRANTED"}, {Field: "x"}},
 			GrantIds:      []string{"g-1", "g-2"},
