@@ -97,7 +97,16 @@ func (r *Recorder) RecordExchange(ctx context.Context, ex query.Exchange) (*v1.R
 	if err != nil {
 		return nil, fmt.Errorf("recording exchange %s of %s: %w", ex.RequestID, ex.Dataset, err)
 	}
-	return &v1.Receipt{Node: r.Node, LeafIndex: rc.Index, LeafHash: rc.LeafHash[:]}, nil
+	// The receipt and its leaf hash in one allocation.
+	out := &receipt{hash: rc.LeafHash}
+	out.Node, out.LeafIndex, out.LeafHash = r.Node, rc.Index, out.hash[:]
+	return &out.Receipt, nil
+}
+
+// receipt is a v1.Receipt with the storage of its leaf hash.
+type receipt struct {
+	v1.Receipt
+	hash merkle.Hash
 }
 
 // RecordTransition implements workflow.TransitionSink: it appends a

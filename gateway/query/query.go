@@ -347,7 +347,7 @@ func (p *Pipeline) run(ctx context.Context, r Request) (Answer, error) {
 		_, _ = p.record(ctx, ex)
 		return Answer{}, err
 	}
-	sh := shaping{ds: ds, dec: &dec, sel: sel, want: q.GetFields(), refs: p.Refs}
+	sh := shaping{ds: ds, dec: dec, sel: sel, want: q.GetFields(), refs: p.Refs}
 	for _, f := range sel {
 		if filterOnly(ds, q, f) {
 			sh.unmasked = append(sh.unmasked, f)
@@ -660,8 +660,11 @@ func checkSelectors(ds *datasets.Dataset, dec *policy.Decision, q *v1.QueryReque
 
 // shaping is how the records of one query are shaped.
 type shaping struct {
-	ds  *datasets.Dataset
-	dec *policy.Decision
+	ds *datasets.Dataset
+	// dec is held by value: held by pointer, it would be moved to the
+	// heap with every query, as escape analysis follows the rendering's
+	// dataset pointer out of the shaping.
+	dec policy.Decision
 	// sel are the fields the query selects by: a record is returned only
 	// where the decision gives every one of them for its region.
 	sel []string
@@ -690,7 +693,7 @@ type shaping struct {
 // rendering, shared read-only with other answers, and r is that
 // rendering; otherwise r is nil.
 func (sh *shaping) shape(src *v1.SourceRecord, res Result, now time.Time) (rec *v1.Record, r *rendering, ok bool) {
-	ds, dec := sh.ds, sh.dec
+	ds, dec := sh.ds, &sh.dec
 	in := src.GetFields().GetFields()
 	region := ""
 	if ds.RegionField != "" {

@@ -130,9 +130,14 @@ func (q *queryRoute) write(ctx context.Context, w http.ResponseWriter, r *http.R
 	} else if cap(b) <= 256<<10 {
 		*bp = b
 	}
-	w.Header()["Content-Type"] = []string{"application/json"}
+	w.Header()["Content-Type"] = jsonContentType
 	_, _ = w.Write(b)
 }
+
+// jsonContentType is the Content-Type value of every answer, shared:
+// header values are replaced, never written in place, and net/http copies
+// the header it sends.
+var jsonContentType = []string{"application/json"}
 
 // answerBufs holds the buffers answers are encoded into.
 var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
