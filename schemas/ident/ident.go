@@ -47,8 +47,8 @@ const residentCheck = "10X98765432"
 
 // categories lists, per registration authority code (position 1 of a credit
 // code), the organisation category codes (position 2) GB 32100-2015 and its
-// amendment define.
-var categories = map[byte]string{
+// amendment define; "" for a code that is not an authority.
+var categories = [256]string{
 	'1': "1239", // 机构编制: 机关, 事业单位, 群众团体, 其他
 	'2': "19",   // 外交
 	'3': "123459",
@@ -63,16 +63,33 @@ var categories = map[byte]string{
 	'Y': "1",
 }
 
-// provinces holds the two-digit province-level codes of GB/T 2260.
-var provinces = map[string]bool{
-	"11": true, "12": true, "13": true, "14": true, "15": true,
-	"21": true, "22": true, "23": true,
-	"31": true, "32": true, "33": true, "34": true, "35": true, "36": true, "37": true,
-	"41": true, "42": true, "43": true, "44": true, "45": true, "46": true,
-	"50": true, "51": true, "52": true, "53": true, "54": true,
-	"61": true, "62": true, "63": true, "64": true, "65": true,
-	"71": true, "81": true, "82": true,
+// provinces holds the two-digit province-level codes of GB/T 2260, indexed
+// by their value.
+var provinces = [100]bool{
+	11: true, 12: true, 13: true, 14: true, 15: true,
+	21: true, 22: true, 23: true,
+	31: true, 32: true, 33: true, 34: true, 35: true, 36: true, 37: true,
+	41: true, 42: true, 43: true, 44: true, 45: true, 46: true,
+	50: true, 51: true, 52: true, 53: true, 54: true,
+	61: true, 62: true, 63: true, 64: true, 65: true,
+	71: true, 81: true, 82: true,
 }
+
+// isProvince reports whether the two digits d are a province-level code.
+func isProvince(d string) bool {
+	return len(d) == 2 && d[0] >= '0' && d[0] <= '9' && d[1] >= '0' && d[1] <= '9' && provinces[int(d[0]-'0')*10+int(d[1]-'0')]
+}
+
+// creditValues is the value of each byte in creditCharset, -1 for the rest.
+var creditValues = func() (v [256]int8) {
+	for i := range v {
+		v[i] = -1
+	}
+	for i := range len(creditCharset) {
+		v[creditCharset[i]] = int8(i)
+	}
+	return v
+}()
 
 // ErrEmpty is returned for an empty identifier.
 var ErrEmpty = errors.New("is empty")
@@ -109,7 +126,7 @@ func firstNonASCII(s string) (r rune, pos int, ok bool) {
 	return 0, 0, false
 }
 
-func creditValue(c byte) int { return strings.IndexByte(creditCharset, c) }
+func creditValue(c byte) int { return int(creditValues[c]) }
 
 // CreditCodeCheckChar returns the check character (position 18) of a unified
 // social credit code whose first 17 characters are first17.
@@ -187,8 +204,8 @@ func ValidateCreditCode(s string) error {
 			return charError(rune(s[i]), i+1, "a credit code")
 		}
 	}
-	cats, ok := categories[s[0]]
-	if !ok {
+	cats := categories[s[0]]
+	if cats == "" {
 		return fmt.Errorf("registration authority code %q at position 1 is not one of 1-9, A, N, Y", s[0])
 	}
 	if strings.IndexByte(cats, s[1]) < 0 {
@@ -197,7 +214,7 @@ func ValidateCreditCode(s string) error {
 	if err := checkRegion(s[2:8], 3); err != nil {
 		return err
 	}
-	if s[2:8] != "100000" && !provinces[s[2:4]] {
+	if s[2:8] != "100000" && !isProvince(s[2:4]) {
 		return fmt.Errorf("region code %s at positions 3-8 has no province %s", s[2:8], s[2:4])
 	}
 	oc, err := OrgCodeCheckChar(s[8:16])
@@ -270,7 +287,7 @@ func validateResidentIDAt(s string, now time.Time) error {
 			return fmt.Errorf("character %q at position %d is not a digit", r, pos)
 		}
 	}
-	if !provinces[s[:2]] {
+	if !isProvince(s[:2]) {
 		return fmt.Errorf("region code %s at positions 1-6 has no province %s", s[:6], s[:2])
 	}
 	birth := s[6:14]

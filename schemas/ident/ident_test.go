@@ -305,3 +305,11 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkValidateCreditCode(b *testing.B) {
+	for b.Loop() {
+		if err := ValidateCreditCode("91130109MAAY40HT30"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
