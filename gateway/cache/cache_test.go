@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -225,5 +226,31 @@ func TestWaitEndsWithTheCallersContextError(t *testing.T) {
 				t.Fatalf("err = %v (%v %s), want %v %s", err, apierr.CodeOf(err), apierr.ReasonOf(err), tt.code, tt.reason)
 			}
 		})
+	}
+}
+
+// TestLRUKeepsWhatIsUsed: an entry hit since it was stored is kept for a
+// second round of the list, outliving entries stored after it but not hit,
+// and is evicted in its turn once its use is spent.
+func TestLRUKeepsWhatIsUsed(t *testing.T) {
+	var evicted []string
+	size := (&entry{data: make([]byte, 10)}).size()
+	l := newLRU(3*size, func(k string) { evicted = append(evicted, k) })
+	put := func(keys ...string) {
+		for _, k := range keys {
+			l.put(k, &entry{data: make([]byte, 10)})
+		}
+	}
+	put("a", "b", "c")
+	if _, ok := l.get("a"); !ok {
+		t.Fatal("a missing")
+	}
+	put("d", "e", "f")
+	if !slices.Equal(evicted, []string{"b", "c", "d"}) {
+		t.Fatalf("evicted %q, want b, c and d: a was used", evicted)
+	}
+	put("g")
+	if !slices.Equal(evicted, []string{"b", "c", "d", "a"}) {
+		t.Fatalf("evicted %q, then a, its use spent", evicted)
 	}
 }

@@ -3,11 +3,17 @@ package cache
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 )
 
-// lru is a least-recently-used map bounded by the total size of its values.
+// lru is a map bounded by the total size of its values that evicts the
+// least recently used entries, approximately: a hit only marks its entry
+// used (under the read lock, so hits do not wait for each other), and
+// eviction gives a used entry a second chance, moving it to the front
+// unmarked, instead of reordering the list on every hit (the CLOCK
+// algorithm).
 type lru struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	max     int64
 	size    int64
 	ll      *list.List
@@ -16,8 +22,9 @@ type lru struct {
 }
 
 type lruItem struct {
-	key string
-	val *entry
+	key  string
+	val  *entry
+	used atomic.Bool // hit since it last reached the back of the list
 }
 
 func newLRU(maxBytes int64, onEvict func(string)) *lru {
@@ -25,14 +32,17 @@ func newLRU(maxBytes int64, onEvict func(string)) *lru {
 }
 
 func (c *lru) get(key string) (*entry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	el, ok := c.items[key]
 	if !ok {
 		return nil, false
 	}
-	c.ll.MoveToFront(el)
-	return el.Value.(*lruItem).val, true
+	it := el.Value.(*lruItem)
+	if !it.used.Load() {
+		it.used.Store(true)
+	}
+	return it.val, true
 }
 
 func (c *lru) put(key string, e *entry) {
@@ -53,6 +63,13 @@ func (c *lru) put(key string, e *entry) {
 	for c.size > c.max {
 		back := c.ll.Back()
 		it := back.Value.(*lruItem)
+		if it.used.Load() {
+			// A second chance; every pass clears a mark, so the loop
+			// ends.
+			it.used.Store(false)
+			c.ll.MoveToFront(back)
+			continue
+		}
 		c.ll.Remove(back)
 		delete(c.items, it.key)
 		c.size -= it.val.size()
@@ -80,7 +97,7 @@ func (c *lru) removeIf(match func(key string, e *entry) bool) int {
 }
 
 func (c *lru) bytes() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return c.size
 }
