@@ -245,10 +245,31 @@ func VerifiedCert(ctx context.Context) *x509.Certificate {
 	return ti.State.VerifiedChains[0][0]
 }
 
-// BearerToken extracts the bearer token from incoming metadata.
-func BearerToken(ctx context.Context) (string, bool) {
+// authorizationKey is the context key of WithAuthorization.
+type authorizationKey struct{}
+
+// WithAuthorization returns ctx carrying the values of a request's
+// Authorization header, for a front end that calls the services in process
+// (the REST query route) rather than through gRPC metadata. BearerToken
+// reads them instead of the incoming metadata.
+func WithAuthorization(ctx context.Context, values []string) context.Context {
+	return context.WithValue(ctx, authorizationKey{}, values)
+}
+
+// Authorization returns the caller's Authorization values: those given with
+// WithAuthorization, or else the incoming "authorization" metadata.
+func Authorization(ctx context.Context) []string {
+	if values, given := ctx.Value(authorizationKey{}).([]string); given {
+		return values
+	}
 	// Only this key is read: FromIncomingContext would copy all of them.
-	for _, v := range metadata.ValueFromIncomingContext(ctx, "authorization") {
+	return metadata.ValueFromIncomingContext(ctx, "authorization")
+}
+
+// BearerToken extracts the bearer token from the caller's Authorization
+// values (Authorization).
+func BearerToken(ctx context.Context) (string, bool) {
+	for _, v := range Authorization(ctx) {
 		scheme, token, ok := strings.Cut(strings.TrimSpace(v), " ")
 		if ok && strings.EqualFold(scheme, "bearer") && strings.TrimSpace(token) != "" {
 			return strings.TrimSpace(token), true

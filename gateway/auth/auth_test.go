@@ -77,3 +77,25 @@ func TestRateLimitPerCaller(t *testing.T) {
 		t.Fatalf("another caller was limited too: %v", err)
 	}
 }
+
+// TestBearerTokenFromAuthorizationValues: values given with
+// WithAuthorization are read as the "authorization" metadata is (the first
+// well-formed bearer token), and in its place.
+func TestBearerTokenFromAuthorizationValues(t *testing.T) {
+	md := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer from-metadata"))
+	for _, c := range []struct {
+		ctx  context.Context
+		want string
+	}{
+		{md, "from-metadata"},
+		{WithAuthorization(context.Background(), []string{"Basic x", " bearer  tok "}), "tok"},
+		{WithAuthorization(md, []string{"Bearer given"}), "given"},
+		{WithAuthorization(md, []string{"Basic x"}), ""},
+		{WithAuthorization(context.Background(), nil), ""},
+	} {
+		got, ok := BearerToken(c.ctx)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("BearerToken = %q, %v; want %q", got, ok, c.want)
+		}
+	}
+}

@@ -10,9 +10,9 @@ import (
 	"sync"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/gateway/query"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
@@ -33,7 +33,8 @@ import (
 //     uses, which produces the same request or the same error.
 //
 // The caller's credentials reach the service as grpc-gateway passes them,
-// in the incoming metadata under "authorization"; the request id and a
+// every Authorization value (auth.WithAuthorization, which the services
+// read as they read the "authorization" metadata); the request id and a
 // verified client certificate are already in the context (restMiddleware).
 type queryRoute struct {
 	s    *Server
@@ -98,8 +99,9 @@ func (q *queryRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Dataset = dataset
 	ctx := r.Context()
-	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
-		ctx = metadata.NewIncomingContext(ctx, metadata.MD{"authorization": auth})
+	if authz := r.Header.Values("Authorization"); len(authz) > 0 {
+		// As grpc-gateway passes them, without building its metadata.
+		ctx = auth.WithAuthorization(ctx, authz)
 	}
 	var a query.Answer
 	var err error

@@ -14,17 +14,18 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tongban/tongban/gateway/auth"
 	"github.com/tongban/tongban/schemas/apierr"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
 )
 
 // echoGateway answers QueryDataset with the request it received and the
-// authorization metadata it saw, or fails for purpose "deny".
+// Authorization values it saw (as services read them), or fails for
+// purpose "deny".
 type echoGateway struct {
 	v1.UnimplementedGatewayServer
 }
@@ -33,12 +34,11 @@ func (echoGateway) QueryDataset(ctx context.Context, req *v1.QueryRequest) (*v1.
 	if req.GetPurpose() == "deny" {
 		return nil, apierr.Newf(codes.PermissionDenied, "NO_GRANT", "no grant for %s", req.GetDataset())
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
 	seen, err := protojson.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	fields, err := structpb.NewStruct(map[string]any{"request": string(seen), "authorization": strings.Join(md.Get("authorization"), "|")})
+	fields, err := structpb.NewStruct(map[string]any{"request": string(seen), "authorization": strings.Join(auth.Authorization(ctx), "|")})
 	if err != nil {
 		return nil, err
 	}
