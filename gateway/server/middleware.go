@@ -201,7 +201,21 @@ func (s *Server) observe(ctx context.Context, method, transport string, err erro
 func (s *Server) restMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ctx := requestContext(r.Context(), headerID(r.Header))
+		stream := s.isStream(r)
+		base := r.Context()
+		if !stream {
+			// The deadline, not the client's connection, ends requests
+			// other than streams: their work is bounded by it, and what
+			// would be cut short when the client leaves would not be
+			// spared anyway (cache fetches run on without their caller,
+			// an audit entry once queued is written). Leaving the
+			// connection's context out spares every request registering
+			// with it and removing itself again. It is left out below the
+			// request's own values, which are then looked up without the
+			// copy context.WithoutCancel's Value makes.
+			base = context.WithoutCancel(base)
+		}
+		ctx := requestContext(base, headerID(r.Header))
 		// The caller's certificate identity comes only from the TLS
 		// handshake, never from headers: grpc-gateway calls the services in
 		// process, so there is no gRPC peer to read it from.
@@ -213,27 +227,22 @@ func (s *Server) restMiddleware(next http.Handler) http.Handler {
 		// Handlers read the id from the context (reqctx); the caller's
 		// header is left as sent.
 		w.Header()[requestIDKey] = []string{id}
-		var cancel context.CancelFunc
-		if s.isStream(r) {
+		if stream {
 			// A stream outlives the request deadline and the server's
 			// read and write timeouts; it ends with its client or at
 			// shutdown.
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Time{})
 			_ = rc.SetWriteDeadline(time.Time{})
+			var cancel context.CancelFunc
 			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
 			defer context.AfterFunc(s.streamsDone, cancel)()
 		} else {
-			// The deadline, not the client's connection, ends the rest:
-			// their work is bounded by it, and what would be cut short
-			// when the client leaves would not be spared anyway (cache
-			// fetches run on without their caller, an audit entry once
-			// queued is written). Leaving the connection's context out
-			// spares every request registering with it and removing
-			// itself again.
-			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.opts.RequestTimeout)
+			// The deadline is shared with the requests that began at
+			// about the same time (deadlines).
+			ctx = s.deadlines.with(ctx, start)
 		}
-		defer cancel()
 		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rw, r.WithContext(ctx))

@@ -104,6 +104,8 @@ type Server struct {
 	checkState    map[string]string // last error text of each readiness check, "" when passing
 	// streamsDone ends the open streams when shutdown begins.
 	streamsDone context.Context
+	// deadlines gives REST requests other than streams their deadline.
+	deadlines *deadlines
 }
 
 // New builds the server and registers the services on both front ends.
@@ -114,7 +116,8 @@ func New(opts Options, svcs Services) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), checkState: map[string]string{}}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), checkState: map[string]string{},
+		deadlines: &deadlines{timeout: opts.RequestTimeout}}
 
 	grpcOpts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),

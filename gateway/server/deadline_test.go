@@ -1,0 +1,88 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+type ctxKey struct{}
+
+// TestDeadlinesShareEpochs: requests that begin within a slice share an
+// epoch; each ends with context.DeadlineExceeded at least the timeout after
+// it began and at most two slices later, carries its own values, and ends
+// the contexts derived from it.
+func TestDeadlinesShareEpochs(t *testing.T) {
+	d := &deadlines{timeout: 40 * time.Millisecond}
+	start := time.Now()
+	a := d.with(context.WithValue(context.Background(), ctxKey{}, "a"), start)
+	b := d.with(context.WithValue(context.Background(), ctxKey{}, "b"), start)
+	if a.Done() != b.Done() {
+		t.Error("requests beginning at the same moment do not share an epoch")
+	}
+	later := d.with(context.Background(), start.Add(3*deadlineSlice))
+	if later.Done() == a.Done() {
+		t.Error("a request three slices later shares the first epoch")
+	}
+	if a.Value(ctxKey{}) != "a" || b.Value(ctxKey{}) != "b" {
+		t.Errorf("values %v, %v", a.Value(ctxKey{}), b.Value(ctxKey{}))
+	}
+	for _, ctx := range []context.Context{a, later} {
+		dl, ok := ctx.Deadline()
+		began := start
+		if ctx == later {
+			began = start.Add(3 * deadlineSlice)
+		}
+		if !ok || dl.Before(began.Add(d.timeout)) || dl.After(began.Add(d.timeout+2*deadlineSlice)) {
+			t.Errorf("deadline %v after the start, want within [%v, %v]", dl.Sub(began), d.timeout, d.timeout+2*deadlineSlice)
+		}
+	}
+	// Derived contexts end with it, with its error; one cancelled early
+	// leaves it be.
+	child, cancelChild := context.WithCancel(a)
+	defer cancelChild()
+	timed, cancelTimed := context.WithTimeout(a, time.Hour)
+	defer cancelTimed()
+	early, cancelEarly := context.WithCancel(a)
+	cancelEarly()
+	if a.Err() != nil || early.Err() != context.Canceled {
+		t.Fatalf("cancelling a derived context: request %v, derived %v", a.Err(), early.Err())
+	}
+	if a.Err() != nil {
+		t.Fatalf("ended early: %v", a.Err())
+	}
+	<-a.Done()
+	for name, ctx := range map[string]context.Context{"request": a, "shared": b, "derived": child, "timed": timed} {
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s context did not end with its epoch", name)
+		}
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) || !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+			t.Errorf("%s ended with %v (cause %v), want the deadline", name, ctx.Err(), context.Cause(ctx))
+		}
+	}
+}
+
+// TestDeadlinesConcurrent: requests beginning at once across slices, from
+// many goroutines, each get an epoch that ends no earlier than it should
+// (for the race detector, too).
+func TestDeadlinesConcurrent(t *testing.T) {
+	d := &deadlines{timeout: time.Second}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				now := time.Now().Add(time.Duration(g*i%7) * time.Millisecond)
+				dl, ok := d.with(context.Background(), now).Deadline()
+				if !ok || dl.Before(now.Add(d.timeout)) || dl.After(now.Add(d.timeout+2*deadlineSlice)) {
+					t.Errorf("deadline %v after the start", dl.Sub(now))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
