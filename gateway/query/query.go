@@ -168,12 +168,18 @@ type Answer struct {
 // RunAnswer executes one query like Run and also returns the parts of the
 // answer's JSON the pipeline kept from earlier answers.
 func (p *Pipeline) RunAnswer(ctx context.Context, r Request) (Answer, error) {
+	// One clock reading is the request's time and the start of its
+	// duration, unless Now gives the request's time.
+	start := time.Now()
+	now := start
+	if p.Now != nil {
+		now = p.Now()
+	}
 	latency := p.metrics()
 	if latency == nil {
-		return p.run(ctx, r)
+		return p.run(ctx, r, now)
 	}
-	start := time.Now()
-	a, err := p.run(ctx, r)
+	a, err := p.run(ctx, r, now)
 	dataset := r.Query.GetDataset()
 	if _, known := p.Dict.Dataset(dataset); !known {
 		dataset = "unknown" // bounded cardinality: callers choose the name
@@ -271,14 +277,13 @@ func truncate(s string, n int) string {
 	return strings.ToValidUTF8(s[:n], "")
 }
 
-// run is RunAnswer without the metrics.
-func (p *Pipeline) run(ctx context.Context, r Request) (Answer, error) {
+// run is RunAnswer without the metrics; now is the request's time.
+func (p *Pipeline) run(ctx context.Context, r Request, now time.Time) (Answer, error) {
 	q := r.Query
 	ds, err := p.validate(q)
 	if err != nil {
 		return Answer{}, err
 	}
-	now := p.now()
 	ex := Exchange{
 		Time:               now,
 		RequestID:          r.RequestID,
@@ -473,13 +478,6 @@ func (p *Pipeline) notFound(ctx context.Context, ex Exchange, ds *datasets.Datas
 	}
 	return apierr.Newf(codes.NotFound, apierr.ReasonNotFound, "no record of %s matches %s", ds.Name, strings.Join(what, ", ")).
 		With("dataset", ds.Name).With("department", ds.Department)
-}
-
-func (p *Pipeline) now() time.Time {
-	if p.Now != nil {
-		return p.Now()
-	}
-	return time.Now()
 }
 
 // validate checks the request against the dictionary; errors name the field.
