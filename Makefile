@@ -51,7 +51,7 @@ lint:
 ## the cache-hit path vs a bare net/http server, cache miss, auto-fill, policy,
 ## audit; bounded: about two minutes) and the Go benchmarks of the hot paths.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./policy/ ./gateway/audit/... ./gateway/auth/ ./gateway/api/ ./gateway/cache/ ./gateway/query/ ./gateway/server/ ./gateway/pbjson/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./policy/ ./gateway/audit/... ./gateway/auth/ ./gateway/api/ ./gateway/cache/ ./gateway/query/ ./gateway/server/ ./gateway/pbjson/ ./gateway/app/ ./schemas/ident/
 	$(GO) run ./cmd/tongban-load --json bench.json
 
 ## fuzz: run each fuzz target for FUZZTIME (they also run on their seed
