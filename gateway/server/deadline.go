@@ -13,8 +13,9 @@ const deadlineSlice = 10 * time.Millisecond
 
 // deadlines gives REST requests their deadline without a timer each, which
 // context.WithTimeout would start and stop for every request. Requests that
-// begin within one deadlineSlice share an epoch: a context that ends (with
-// context.DeadlineExceeded) RequestTimeout after the end of the slice. Each
+// begin within one deadlineSlice of each other share an epoch: a context
+// that ends (with context.DeadlineExceeded) RequestTimeout after the end of
+// the slice. Each
 // request's context takes its values from the request and its deadline,
 // Done and Err from its epoch (deadlineContext).
 type deadlines struct {
@@ -43,9 +44,11 @@ func (d *deadlines) with(values context.Context, now time.Time) context.Context 
 }
 
 // next returns the epoch of requests beginning at now, making it if no
-// other request has.
+// other request has. An epoch takes requests for one slice from the first
+// of them; its times keep now's monotonic clock reading, so that a step of
+// the wall clock neither ends nor prolongs it.
 func (d *deadlines) next(now time.Time) *epoch {
-	until := now.Truncate(deadlineSlice).Add(deadlineSlice)
+	until := now.Add(deadlineSlice)
 	ctx, cancel := context.WithDeadline(context.Background(), until.Add(d.timeout))
 	e := &epoch{until: until, ctx: ctx, cancel: cancel}
 	for {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,4 +86,19 @@ func TestDeadlinesConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestDeadlinesFollowTheMonotonicClock: an epoch's end of intake and its
+// deadline keep the monotonic clock reading of the request that made it
+// (time.Time's String shows it as "m=..."), so that a step of the wall
+// clock can neither keep handing out an epoch that has ended nor end one
+// early. Cut to the wall clock, as by Truncate, a step back of an hour
+// would hand every request an ended epoch for that hour.
+func TestDeadlinesFollowTheMonotonicClock(t *testing.T) {
+	d := &deadlines{timeout: time.Minute}
+	ctx := d.with(context.Background(), time.Now())
+	dl, _ := ctx.Deadline()
+	if e := d.cur.Load(); !strings.Contains(e.until.String(), "m=") || !strings.Contains(dl.String(), "m=") {
+		t.Fatalf("epoch intake until %v, deadline %v: no monotonic reading", e.until, dl)
+	}
 }

@@ -225,9 +225,9 @@ func New(opts Options, svcs Services) (*Server, error) {
 
 // queryFirst hands the requests the query route takes (queryDataset)
 // straight to it and the rest to the root mux, which would route them to
-// it as well: New uses it only when no pattern of its own or of Options
-// can match a POST but the query route's. It spares the hottest route the
-// mux's pattern matching.
+// it as well: New uses it only when no pattern of Options can match a POST
+// (the mux's own are GETs, and the catch-all "/", less specific than the
+// query route's). It spares the hottest route the mux's pattern matching.
 type queryFirst struct {
 	query *queryRoute
 	mux   http.Handler
