@@ -17,6 +17,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"strconv"
 	"strings"
@@ -80,6 +81,9 @@ type dialect struct {
 	lock string
 	// duplicate reports a primary key violation.
 	duplicate func(error) bool
+	// busy, when set, reports that the database was locked by another
+	// connection beyond what its busy timeout waits for.
+	busy func(error) bool
 }
 
 var (
@@ -89,6 +93,10 @@ var (
 		duplicate: func(err error) bool {
 			var e *sqlite.Error
 			return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE)
+		},
+		busy: func(err error) bool {
+			var e *sqlite.Error
+			return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 		},
 	}
 	postgresDialect = dialect{
@@ -146,7 +154,22 @@ func open(ctx context.Context, d dialect, driver, source, where string) (*Store,
 	}
 	db.SetMaxOpenConns(MaxOpenConns)
 	s := &Store{db: db, d: d}
-	if err := s.createTable(ctx); err != nil {
+	// A new SQLite database being switched to WAL by another connection
+	// can refuse a connection at once, before its busy timeout applies:
+	// opening retries for as long as that timeout.
+	for deadline := time.Now().Add(BusyTimeout); ; {
+		err = s.createTable(ctx)
+		if err == nil || d.busy == nil || !d.busy(err) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating corrections table in %s: %w", where, err)
 	}
