@@ -48,11 +48,10 @@ func TestDeadlinesShareEpochs(t *testing.T) {
 	defer cancelTimed()
 	early, cancelEarly := context.WithCancel(a)
 	cancelEarly()
-	if a.Err() != nil || early.Err() != context.Canceled {
+	// (The request may have reached its deadline already on a slow
+	// machine, but it cannot have been cancelled.)
+	if errors.Is(a.Err(), context.Canceled) || early.Err() != context.Canceled {
 		t.Fatalf("cancelling a derived context: request %v, derived %v", a.Err(), early.Err())
-	}
-	if a.Err() != nil {
-		t.Fatalf("ended early: %v", a.Err())
 	}
 	<-a.Done()
 	for name, ctx := range map[string]context.Context{"request": a, "shared": b, "derived": child, "timed": timed} {
@@ -69,16 +68,22 @@ func TestDeadlinesShareEpochs(t *testing.T) {
 
 // TestDeadlinesConcurrent: requests beginning at once across slices, from
 // many goroutines, each get an epoch that ends no earlier than it should
-// (for the race detector, too).
+// and no later than the last epoch begun could (for the race detector,
+// too).
 func TestDeadlinesConcurrent(t *testing.T) {
 	d := &deadlines{timeout: time.Second}
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 500 {
+				const maxSkew = 7 * time.Millisecond
 				now := time.Now().Add(time.Duration(g*i%7) * time.Millisecond)
 				dl, ok := d.with(context.Background(), now).Deadline()
-				if !ok || dl.Before(now.Add(d.timeout)) || dl.After(now.Add(d.timeout+2*deadlineSlice)) {
+				// No earlier than the timeout after the start; no later
+				// than an epoch begun by another goroutine, whatever the
+				// scheduler did in between, could end.
+				latest := time.Now().Add(maxSkew + deadlineSlice + d.timeout)
+				if !ok || dl.Before(now.Add(d.timeout)) || dl.After(latest) {
 					t.Errorf("deadline %v after the start", dl.Sub(now))
 					return
 				}
