@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tongban/tongban/schemas/testenv"
 )
 
 func TestAppendStructMatchesProtojson(t *testing.T) {
@@ -55,7 +57,7 @@ func TestAppendStructMatchesProtojson(t *testing.T) {
 			if !reflect.DeepEqual(a, b) {
 				t.Fatalf("documents differ\nfast:      %s\nprotojson: %s", fast, slow)
 			}
-			if keys := objectKeys(t, fast); !slices.IsSorted(keys) {
+			if keys := testenv.ObjectKeys(t, fast); !slices.IsSorted(keys) {
 				t.Fatalf("keys in order %q, not sorted", keys)
 			}
 			again, _ := AppendStruct(nil, s)
@@ -106,26 +108,4 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("%q encodes to %s, which reads back as %q", s, b, back)
 		}
 	})
-}
-
-// objectKeys returns the keys of the JSON object b in document order.
-func objectKeys(t *testing.T, b []byte) []string {
-	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		t.Fatalf("not an object: %s", b)
-	}
-	var keys []string
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, tok.(string))
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return keys
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tongban/tongban/gateway/pbjson"
 	v1 "github.com/tongban/tongban/schemas/gen/tongban/v1"
+	"github.com/tongban/tongban/schemas/testenv"
 )
 
 func TestQueryJSONMatchesProtojson(t *testing.T) {
@@ -92,7 +93,7 @@ func TestQueryJSONMatchesProtojson(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, rec := range doc.Records {
-				if keys := objectKeys(t, rec.Fields); !slices.IsSorted(keys) {
+				if keys := testenv.ObjectKeys(t, rec.Fields); !slices.IsSorted(keys) {
 					t.Fatalf("record %d: fields in order %q, not sorted", i, keys)
 				}
 			}
@@ -161,30 +162,4 @@ func BenchmarkQueryJSON(b *testing.B) {
 			_, _ = m.JSONPb.Marshal(resp)
 		}
 	})
-}
-
-// objectKeys returns the keys of the JSON object b in document order (nil
-// for an absent object).
-func objectKeys(t *testing.T, b json.RawMessage) []string {
-	t.Helper()
-	if len(b) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		t.Fatalf("not an object: %s", b)
-	}
-	var keys []string
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, tok.(string))
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return keys
 }
